@@ -1,0 +1,170 @@
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import { startDaemon } from '../daemon.ts';
+import { DATABASE_FILE, openDatabase } from '../db/client.ts';
+import { KnownPeersRepository } from '../db/known-peers.ts';
+import { ConfigError } from '../node/config/errors.ts';
+import { ENV_CONFIG_FILE, type ConfigOverride, loadConfig } from '../node/config/load.ts';
+import type { Config } from '../node/config/schema.ts';
+import { RemoteNetworkError } from '../node/errors.ts';
+import { loadOrCreateIdentity } from '../node/identity/key-store.ts';
+import { NODE_VERSION } from '../node/version.ts';
+import { formatPeersTable } from './peers-table.ts';
+
+/** Exit codes: 2 = configuration problem, 1 = any other failure to start or run. */
+export const EXIT_CONFIG = 2;
+export const EXIT_FAILURE = 1;
+
+/** CLI flags that set a configuration key (highest precedence). */
+const SETTING_FLAGS = [
+  { flag: '--data-dir <dir>', section: 'node', key: 'data_dir' },
+  { flag: '--node-type <type>', section: 'node', key: 'node_type' },
+  { flag: '--listen-host <ip>', section: 'node', key: 'listen_host' },
+  { flag: '--log-level <level>', section: 'node', key: 'log_level' },
+  { flag: '--api-host <host>', section: 'api', key: 'host' },
+  { flag: '--api-port <port>', section: 'api', key: 'port' },
+  { flag: '--quic-port <port>', section: 'quic', key: 'quic_port' },
+  { flag: '--dht-port <port>', section: 'dht', key: 'dht_port' },
+  { flag: '--bootstrap <host:port,...>', section: 'peer_discovery', key: 'bootstrap_peers' },
+  { flag: '--dht-bootstrap <host:port,...>', section: 'dht', key: 'bootstrap_nodes' },
+  { flag: '--topic <topic>', section: 'peer_discovery', key: 'topic' },
+] as const;
+
+type FlagValues = Record<string, string | boolean | undefined>;
+
+function optionName(flag: string): string {
+  const long = flag.split(' ')[0] ?? '';
+  return long.slice(2).replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+}
+
+function configFromFlags(values: FlagValues): Config {
+  const flags: ConfigOverride[] = [];
+  for (const { flag, section, key } of SETTING_FLAGS) {
+    const value = values[optionName(flag)];
+    if (typeof value === 'string') flags.push({ section, key, value, source: `flag ${flag.split(' ')[0]}` });
+  }
+  if (values.relay === true) flags.push({ section: 'relay', key: 'relay_mode', value: 'true', source: 'flag --relay' });
+  const file = typeof values.config === 'string' ? values.config : process.env[ENV_CONFIG_FILE];
+  return loadConfig({ file, env: process.env, flags });
+}
+
+function withSettingFlags(command: Command, only?: ReadonlyArray<string>): Command {
+  command.option('--config <file>', `INI configuration file (or ${ENV_CONFIG_FILE})`);
+  for (const { flag, section, key } of SETTING_FLAGS) {
+    if (only && !only.includes(key)) continue;
+    command.option(flag, `sets [${section}] ${key}`);
+  }
+  return command;
+}
+
+async function runStart(values: FlagValues): Promise<void> {
+  const config = configFromFlags(values);
+  const daemon = await startDaemon(config);
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals += 1;
+    if (signals > 1) {
+      daemon.node.logger.warn({ signal }, 'second signal: exiting without a clean stop');
+      process.exit(EXIT_FAILURE);
+    }
+    daemon
+      .stop(`received ${signal}`)
+      .then(() => process.exit(0))
+      .catch((error: unknown) => {
+        daemon.node.logger.error({ err: error }, 'stop failed');
+        process.exit(EXIT_FAILURE);
+      });
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+
+function runKeyInfo(values: FlagValues): void {
+  const config = configFromFlags(values);
+  const dataDir = resolve(config.node.data_dir);
+  const { identity, privateKeyFile } = loadOrCreateIdentity(dataDir, { create: false });
+  const info = {
+    peerId: identity.peerId,
+    publicKey: Buffer.from(identity.publicKey).toString('hex'),
+    keyFile: privateKeyFile,
+  };
+  if (values.json === true) console.log(JSON.stringify(info, null, 2));
+  else console.log(`peer id:    ${info.peerId}\npublic key: ${info.publicKey}\nkey file:   ${info.keyFile}`);
+}
+
+function runPeers(values: FlagValues): void {
+  const config = configFromFlags(values);
+  const file = join(resolve(config.node.data_dir), DATABASE_FILE);
+  if (!existsSync(file)) {
+    throw new CliUsageError(`no database at ${file}: this data directory has no node yet (start the node once)`);
+  }
+  const limit = Number(values.limit ?? 50);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) {
+    throw new CliUsageError('--limit must be an integer from 1 to 100000');
+  }
+  const database = openDatabase(file, { readonly: true });
+  try {
+    const repository = new KnownPeersRepository(database.db, config.peer_discovery.max_known_peers);
+    const peers = repository.recent(limit);
+    const total = repository.count();
+    if (values.json === true) {
+      console.log(
+        JSON.stringify(
+          peers.map((p) => ({ ...p, publicKey: Buffer.from(p.publicKey).toString('hex') })),
+          null,
+          2,
+        ),
+      );
+    } else {
+      console.log(formatPeersTable(peers, total));
+    }
+  } finally {
+    database.close();
+  }
+}
+
+class CliUsageError extends RemoteNetworkError {
+  readonly code = 'CLI_USAGE';
+}
+
+export function buildProgram(): Command {
+  const program = new Command('remote-network')
+    .description('Remote Network: a P2P node (BitTorrent DHT discovery, QUIC, Ed25519 identity) with a GraphQL API')
+    .version(NODE_VERSION);
+
+  withSettingFlags(program.command('start').description('run a node and its GraphQL API'))
+    .option('--relay', 'offer relay service (sets [relay] relay_mode = true)')
+    .action((values: FlagValues) => runStart(values));
+
+  const key = program.command('key').description('the node identity');
+  withSettingFlags(key.command('info').description('print the peer id and public key'), ['data_dir'])
+    .option('--json', 'print JSON')
+    .action((values: FlagValues) => runKeyInfo(values));
+
+  withSettingFlags(program.command('peers').description('list known peers, most recently seen first'), ['data_dir'])
+    .addOption(new Option('--limit <n>', 'how many to list').default('50'))
+    .option('--json', 'print JSON')
+    .action((values: FlagValues) => runPeers(values));
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(`remote-network: ${error.message}`);
+      process.exit(EXIT_CONFIG);
+    }
+    if (error instanceof RemoteNetworkError) {
+      console.error(`remote-network: ${error.message}`);
+      process.exit(EXIT_FAILURE);
+    }
+    console.error(error);
+    process.exit(EXIT_FAILURE);
+  }
+}
+
+await main(process.argv);

@@ -1,0 +1,266 @@
+import { createHash } from 'node:crypto';
+import { and, asc, count, eq, gt, inArray, sql } from 'drizzle-orm';
+import type { Db } from './client.ts';
+import { knownPeers, topics } from './schema.ts';
+
+export type KnownPeerSource = 'identity_exchange' | 'peer_exchange';
+const SOURCE_CODES: Record<KnownPeerSource, number> = { identity_exchange: 0, peer_exchange: 1 };
+const SOURCE_NAMES: readonly KnownPeerSource[] = ['identity_exchange', 'peer_exchange'];
+
+export interface KnownPeerRecord {
+  /** hex(SHA1(publicKey)), derived from the stored key. */
+  readonly peerId: string;
+  readonly publicKey: Uint8Array;
+  /** 40 hex characters, or null when the peer has not told us. */
+  readonly dhtNodeId: string | null;
+  readonly isRelay: boolean;
+  readonly topic: string;
+  readonly source: KnownPeerSource;
+  readonly firstSeen: Date;
+  readonly lastSeen: Date;
+}
+
+export interface KnownPeerInput {
+  readonly publicKey: Uint8Array;
+  readonly dhtNodeId: string | null;
+  readonly isRelay: boolean;
+  readonly topic: string;
+  readonly source: KnownPeerSource;
+  /** Defaults to now. */
+  readonly seenAt?: Date;
+}
+
+export interface UpsertResult {
+  /** Peers that were not known before this call. */
+  readonly inserted: KnownPeerRecord[];
+  /** Known peers whose last_seen (and, from the peer itself, dht_node_id / is_relay) were updated. */
+  readonly updated: number;
+  /** Refused: a different public key whose peer id shares an existing row's 64-bit key. */
+  readonly collisions: number;
+  /** Oldest peers removed to stay within the cap. */
+  readonly evicted: number;
+}
+
+export interface KnownPeerFilter {
+  readonly isRelay?: boolean | undefined;
+  readonly topic?: string | undefined;
+}
+
+export interface KnownPeerPage {
+  readonly rows: KnownPeerRecord[];
+  readonly hasNextPage: boolean;
+}
+
+const TOP_BIT = 1n << 63n;
+/** Row key of a peer id: its first 64 bits, shifted into SQLite's signed range, order-preserving. */
+export function peerKeyOf(peerId: string): bigint {
+  return BigInt(`0x${peerId.slice(0, 16)}`) - TOP_BIT;
+}
+
+function derivePeerId(publicKey: Uint8Array): string {
+  return createHash('sha1').update(publicKey).digest('hex');
+}
+
+const toSeconds = (date: Date) => Math.floor(date.getTime() / 1000);
+const SELECT_CHUNK = 500;
+
+/**
+ * The `known_peers` table, per the seed: a peer is inserted when new; on conflict only last_seen
+ * moves forward, plus dht_node_id and is_relay when the peer itself told us (identity exchange).
+ * first_seen, source and topic are never rewritten. The table is capped: past `maxKnownPeers` the
+ * oldest last_seen go first.
+ */
+export class KnownPeersRepository {
+  private readonly topicIds = new Map<string, number>();
+  private readonly topicNames = new Map<number, string>();
+  private rowCount: number;
+
+  private readonly selectKey;
+  private readonly insertRow;
+  private readonly touchRow;
+  private readonly touchFromPeer;
+
+  constructor(
+    private readonly db: Db,
+    private readonly maxKnownPeers: number,
+  ) {
+    for (const row of db.select().from(topics).all()) this.rememberTopic(row.id, row.name);
+    this.rowCount = db.select({ n: count() }).from(knownPeers).get()?.n ?? 0;
+
+    const p = (name: string) => sql.placeholder(name);
+    this.selectKey = db
+      .select({ publicKey: knownPeers.publicKey })
+      .from(knownPeers)
+      .where(eq(knownPeers.key, p('key')))
+      .prepare();
+    this.insertRow = db
+      .insert(knownPeers)
+      .values({
+        key: p('key'),
+        publicKey: p('publicKey'),
+        dhtNodeId: p('dhtNodeId'),
+        isRelay: p('isRelay'),
+        topicId: p('topicId'),
+        source: p('source'),
+        firstSeen: p('seen'),
+        lastSeen: p('seen'),
+      })
+      .prepare();
+    const lastSeen = sql`max(${knownPeers.lastSeen}, ${p('seen')})`;
+    this.touchRow = db.update(knownPeers).set({ lastSeen }).where(eq(knownPeers.key, p('key'))).prepare();
+    this.touchFromPeer = db
+      .update(knownPeers)
+      .set({ lastSeen, dhtNodeId: sql`coalesce(${p('dhtNodeId')}, ${knownPeers.dhtNodeId})`, isRelay: sql`${p('isRelay')}` })
+      .where(eq(knownPeers.key, p('key')))
+      .prepare();
+  }
+
+  /** Upserts a batch in one transaction (one fsync for the lot). */
+  upsertMany(inputs: readonly KnownPeerInput[]): UpsertResult {
+    return this.db.transaction(() => {
+      const inserted: KnownPeerRecord[] = [];
+      let updated = 0;
+      let collisions = 0;
+      for (const input of inputs) {
+        const peerId = derivePeerId(input.publicKey);
+        const key = peerKeyOf(peerId);
+        const seenAt = input.seenAt ?? new Date();
+        const seen = toSeconds(seenAt);
+        const dhtNodeId = input.dhtNodeId === null ? null : Buffer.from(input.dhtNodeId, 'hex');
+        const existing = this.selectKey.get({ key });
+        if (existing === undefined) {
+          const topicId = this.topicIdFor(input.topic);
+          this.insertRow.run({
+            key,
+            publicKey: Buffer.from(input.publicKey),
+            dhtNodeId,
+            isRelay: input.isRelay ? 1 : 0,
+            topicId,
+            source: SOURCE_CODES[input.source],
+            seen,
+          });
+          this.rowCount += 1;
+          const at = new Date(seen * 1000);
+          inserted.push({ ...input, peerId, publicKey: new Uint8Array(input.publicKey), firstSeen: at, lastSeen: at });
+        } else if (!Buffer.from(existing.publicKey).equals(input.publicKey)) {
+          collisions += 1;
+        } else {
+          if (input.source === 'identity_exchange') {
+            this.touchFromPeer.run({ key, seen, dhtNodeId, isRelay: input.isRelay ? 1 : 0 });
+          } else {
+            this.touchRow.run({ key, seen });
+          }
+          updated += 1;
+        }
+      }
+      const evicted = this.evictOverflow();
+      return { inserted, updated, collisions, evicted };
+    });
+  }
+
+  get(peerId: string): KnownPeerRecord | undefined {
+    return this.getMany([peerId])[0];
+  }
+
+  /** One query per 500 ids; the result is aligned with `peerIds` (DataLoader's contract). */
+  getMany(peerIds: readonly string[]): Array<KnownPeerRecord | undefined> {
+    const found = new Map<string, KnownPeerRecord>();
+    for (let i = 0; i < peerIds.length; i += SELECT_CHUNK) {
+      const keys = peerIds.slice(i, i + SELECT_CHUNK).map(peerKeyOf);
+      for (const row of this.db.select().from(knownPeers).where(inArray(knownPeers.key, keys)).all()) {
+        const record = this.toRecord(row);
+        found.set(record.peerId, record);
+      }
+    }
+    // A row found by key prefix belongs to the asked id only if the full ids match.
+    return peerIds.map((id) => found.get(id));
+  }
+
+  /** Forward keyset pagination in peer id order: stable while peers are added or seen. */
+  page(filter: KnownPeerFilter, first: number, afterPeerId?: string): KnownPeerPage {
+    const conditions = this.filterConditions(filter);
+    if (conditions === undefined) return { rows: [], hasNextPage: false };
+    if (afterPeerId !== undefined) conditions.push(gt(knownPeers.key, peerKeyOf(afterPeerId)));
+    const rows = this.db
+      .select()
+      .from(knownPeers)
+      .where(and(...conditions))
+      .orderBy(asc(knownPeers.key))
+      .limit(first + 1)
+      .all();
+    return { rows: rows.slice(0, first).map((r) => this.toRecord(r)), hasNextPage: rows.length > first };
+  }
+
+  count(filter: KnownPeerFilter = {}): number {
+    if (filter.isRelay === undefined && filter.topic === undefined) return this.rowCount;
+    const conditions = this.filterConditions(filter);
+    if (conditions === undefined) return 0;
+    return this.db.select({ n: count() }).from(knownPeers).where(and(...conditions)).get()?.n ?? 0;
+  }
+
+  /** Most recently seen first, excluding some peers (what an exchange shares). */
+  recent(limit: number, excludePeerIds: readonly string[] = []): KnownPeerRecord[] {
+    const exclude = new Set(excludePeerIds);
+    const rows = this.db
+      .select()
+      .from(knownPeers)
+      .orderBy(sql`${knownPeers.lastSeen} desc`, asc(knownPeers.key))
+      .limit(limit + exclude.size)
+      .all();
+    return rows
+      .map((r) => this.toRecord(r))
+      .filter((r) => !exclude.has(r.peerId))
+      .slice(0, limit);
+  }
+
+  private evictOverflow(): number {
+    const overflow = this.rowCount - this.maxKnownPeers;
+    if (overflow <= 0) return 0;
+    const oldest = this.db
+      .select({ key: knownPeers.key })
+      .from(knownPeers)
+      .orderBy(asc(knownPeers.lastSeen), asc(knownPeers.key))
+      .limit(overflow);
+    const result = this.db.delete(knownPeers).where(inArray(knownPeers.key, oldest)).run();
+    this.rowCount -= result.changes;
+    return result.changes;
+  }
+
+  private filterConditions(filter: KnownPeerFilter) {
+    const conditions = [];
+    if (filter.isRelay !== undefined) conditions.push(eq(knownPeers.isRelay, filter.isRelay));
+    if (filter.topic !== undefined) {
+      const topicId = this.topicIds.get(filter.topic);
+      if (topicId === undefined) return undefined;
+      conditions.push(eq(knownPeers.topicId, topicId));
+    }
+    return conditions;
+  }
+
+  private topicIdFor(name: string): number {
+    const known = this.topicIds.get(name);
+    if (known !== undefined) return known;
+    const row = this.db.insert(topics).values({ name }).returning({ id: topics.id }).get();
+    this.rememberTopic(row.id, name);
+    return row.id;
+  }
+
+  private rememberTopic(id: number, name: string): void {
+    this.topicIds.set(name, id);
+    this.topicNames.set(id, name);
+  }
+
+  private toRecord(row: typeof knownPeers.$inferSelect): KnownPeerRecord {
+    const publicKey = new Uint8Array(row.publicKey);
+    return {
+      peerId: derivePeerId(publicKey),
+      publicKey,
+      dhtNodeId: row.dhtNodeId === null ? null : Buffer.from(row.dhtNodeId).toString('hex'),
+      isRelay: row.isRelay,
+      topic: this.topicNames.get(row.topicId) ?? '',
+      source: SOURCE_NAMES[row.source] ?? 'peer_exchange',
+      firstSeen: new Date(row.firstSeen * 1000),
+      lastSeen: new Date(row.lastSeen * 1000),
+    };
+  }
+}

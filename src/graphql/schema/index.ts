@@ -1,0 +1,9 @@
+import { lexicographicSortSchema } from 'graphql';
+import { builder } from '../builder.ts';
+import './scalars.ts';
+import './node-info.ts';
+import './known-peers.ts';
+import './events.ts';
+
+/** The API schema. Importing this module has no side effect beyond building the schema. */
+export const schema = lexicographicSortSchema(builder.toSchema());

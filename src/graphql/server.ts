@@ -1,0 +1,229 @@
+import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { EnvelopArmor } from '@escape.tech/graphql-armor';
+import { type ExecutionArgs, GraphQLError } from 'graphql';
+import { useServer } from 'graphql-ws/use/ws';
+import { createGraphQLError, createYoga } from 'graphql-yoga';
+import { WebSocketServer } from 'ws';
+import { RemoteNetworkError } from '../node/errors.ts';
+import type { Logger } from '../node/logger.ts';
+import type { RemoteNode } from '../node/node.ts';
+import { type AccessPolicy, MAX_REQUEST_BYTES, bearerToken, checkHostAndOrigin, checkToken, useAccessControl } from './access.ts';
+import type { GraphQLContext } from './context.ts';
+import { exposeNodeError } from './errors.ts';
+import { schema } from './schema/index.ts';
+
+export const GRAPHQL_PATH = '/graphql';
+/** Concurrent WebSocket clients; more are refused with 503 at upgrade. */
+export const MAX_WEBSOCKET_CLIENTS = 256;
+/** A WebSocket that has not answered a ping within this period is dropped. */
+export const WEBSOCKET_HEARTBEAT_MS = 30_000;
+/** A client must send connection_init within this time. */
+export const CONNECTION_INIT_TIMEOUT_MS = 10_000;
+
+export interface QueryLimits {
+  readonly maxDepth: number;
+  readonly maxAliases: number;
+  readonly maxCost: number;
+}
+
+export interface ApiServerOptions {
+  readonly node: RemoteNode;
+  readonly host: string;
+  readonly port: number;
+  readonly access: AccessPolicy;
+  readonly limits: QueryLimits;
+  readonly logger: Logger;
+}
+
+export interface ApiServer {
+  /** http://host:port/graphql */
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export class ApiListenError extends RemoteNetworkError {
+  readonly code = 'API_LISTEN_FAILED';
+}
+
+/**
+ * The GraphQL API on one HTTP port: queries and mutations over POST/GET, subscriptions over SSE
+ * (yoga) and over graphql-ws on the same path. Both transports go through the same envelop
+ * pipeline (limits, masking) and the same access policy.
+ */
+export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
+  const { node, logger, access, limits } = options;
+  const log = logger.child({ component: 'api' });
+  const armor = new EnvelopArmor({
+    maxDepth: { n: limits.maxDepth },
+    maxAliases: { n: limits.maxAliases },
+    costLimit: { maxCost: limits.maxCost },
+    maxTokens: { n: 5000 },
+    maxDirectives: { n: 50 },
+    // Suggestions help the operators of an admin API more than they help an attacker here.
+    blockFieldSuggestion: { enabled: false },
+  });
+
+  const yoga = createYoga<{ req: IncomingMessage; res: ServerResponse }, GraphQLContext>({
+    schema,
+    graphqlEndpoint: GRAPHQL_PATH,
+    landingPage: false,
+    graphiql: false,
+    cors:
+      access.allowedOrigins.length > 0
+        ? {
+            origin: [...access.allowedOrigins],
+            methods: ['GET', 'POST'],
+            allowedHeaders: ['content-type', 'authorization'],
+          }
+        : false,
+    context: (): GraphQLContext => ({ node }),
+    maskedErrors: { maskError: (error, message) => maskError(error, message, log) },
+    logging: {
+      debug: (...args) => log.debug({ args }, 'yoga'),
+      info: (...args) => log.info({ args }, 'yoga'),
+      warn: (...args) => log.warn({ args }, 'yoga'),
+      error: (...args) => log.error({ args }, 'yoga'),
+    },
+    plugins: [useAccessControl(access), ...armor.protect().plugins],
+  });
+
+  const httpServer = createServer(yoga);
+  const wsServer = new WebSocketServer({
+    server: httpServer,
+    path: GRAPHQL_PATH,
+    maxPayload: MAX_REQUEST_BYTES,
+    verifyClient: ({ req }, callback) => {
+      if (wsServer.clients.size >= MAX_WEBSOCKET_CLIENTS) return callback(false, 503, 'too many connections');
+      // The token comes with connection_init (connectionParams.token); host and origin are checked now.
+      const decision = checkHostAndOrigin(access, req.headers.host ?? null, req.headers.origin ?? null);
+      if (!decision.ok) return callback(false, decision.status, decision.message);
+      callback(true);
+    },
+  });
+
+  useServer<Record<string, unknown> | undefined, { request: IncomingMessage }>(
+    {
+      connectionInitWaitTimeout: CONNECTION_INIT_TIMEOUT_MS,
+      onConnect: (ctx) => {
+        if (access.token.length === 0) return true;
+        const fromParams = ctx.connectionParams?.token;
+        const presented =
+          typeof fromParams === 'string' ? fromParams : bearerToken(ctx.extra.request.headers.authorization);
+        return checkToken(access, presented).ok;
+      },
+      onSubscribe: async (ctx, _id, payload) => {
+        const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
+        // A throw here would close the whole socket (and the client's other subscriptions):
+        // bad documents are answered with errors instead.
+        try {
+          const document = enveloped.parse(payload.query);
+          const errors = enveloped.validate(enveloped.schema, document);
+          if (errors.length > 0) return errors;
+          const args: ExecutionArgs = {
+            schema: enveloped.schema,
+            document,
+            operationName: payload.operationName ?? null,
+            variableValues: payload.variables ?? null,
+            contextValue: await enveloped.contextFactory(),
+            rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+          };
+          return args;
+        } catch (error) {
+          return [error instanceof GraphQLError ? error : createGraphQLError('invalid operation')];
+        }
+      },
+      execute: (args) => (args.rootValue as EnvelopedRoot).execute(args),
+      subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args),
+    },
+    wsServer,
+  );
+
+  // Drops WebSocket peers that vanished without closing (their subscriptions would leak otherwise).
+  const alive = new WeakSet<object>();
+  wsServer.on('connection', (socket) => {
+    alive.add(socket);
+    socket.on('pong', () => alive.add(socket));
+  });
+  const heartbeat = setInterval(() => {
+    for (const socket of wsServer.clients) {
+      if (!alive.has(socket)) {
+        socket.terminate();
+        continue;
+      }
+      alive.delete(socket);
+      socket.ping();
+    }
+  }, WEBSOCKET_HEARTBEAT_MS);
+  heartbeat.unref();
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException) => {
+      reject(
+        new ApiListenError(
+          `cannot listen on ${options.host}:${options.port} (${error.code ?? error.message})` +
+            (error.code === 'EADDRINUSE' ? ': the port is in use; choose another with --api-port' : ''),
+          { cause: error },
+        ),
+      );
+    };
+    httpServer.once('error', onError);
+    httpServer.listen(options.port, options.host, () => {
+      httpServer.off('error', onError);
+      resolve();
+    });
+  });
+  const port = (httpServer.address() as AddressInfo).port;
+  const hostForUrl = options.host.includes(':') ? `[${options.host}]` : options.host;
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${hostForUrl}:${port}${GRAPHQL_PATH}`,
+    port,
+    close() {
+      closing ??= (async () => {
+        clearInterval(heartbeat);
+        for (const socket of wsServer.clients) socket.close(1001, 'server shutting down');
+        await new Promise<void>((resolve) => wsServer.close(() => resolve()));
+        const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+        // SSE subscriptions hold their connections open; end them rather than wait forever.
+        httpServer.closeAllConnections();
+        await closed;
+        await yoga.dispose();
+      })();
+      return closing;
+    },
+  };
+}
+
+interface EnvelopedRoot {
+  execute: (args: ExecutionArgs) => ReturnType<typeof import('graphql').execute>;
+  subscribe: (args: ExecutionArgs) => ReturnType<typeof import('graphql').subscribe>;
+}
+
+/**
+ * Expected errors keep their message and code: GraphQL errors we raised on purpose, and the node's
+ * own typed errors. Anything else is logged and replaced by a generic message.
+ */
+function maskError(error: unknown, message: string, log: Logger): Error {
+  const graphQLError = error instanceof GraphQLError ? error : undefined;
+  const original = graphQLError?.originalError ?? error;
+  const nodeError = exposeNodeError(original);
+  if (nodeError) {
+    return createGraphQLError(nodeError.message, {
+      nodes: graphQLError?.nodes ?? null,
+      path: graphQLError?.path ?? null,
+      extensions: nodeError.extensions,
+    });
+  }
+  if (graphQLError && (graphQLError.originalError === undefined || graphQLError.originalError instanceof GraphQLError)) {
+    return graphQLError;
+  }
+  log.error({ err: original }, 'unexpected error in a GraphQL operation');
+  return createGraphQLError(message, {
+    nodes: graphQLError?.nodes ?? null,
+    path: graphQLError?.path ?? null,
+    extensions: { code: 'INTERNAL_SERVER_ERROR' },
+  });
+}

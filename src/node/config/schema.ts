@@ -1,0 +1,224 @@
+import { isIP } from 'node:net';
+import { z } from 'zod';
+
+/**
+ * Every setting the node understands, declared once. The loader, the environment mapping, the CLI
+ * flags and `configs/default.ini` (checked by a test) all derive from this table, so a key cannot
+ * exist in one place and be missing in another.
+ *
+ * Values arrive as strings from every source (INI file, environment, flags); each setting parses
+ * its own string, and `form` is what an error message shows the operator as the expected form.
+ */
+interface Setting<T> {
+  readonly schema: z.ZodType<T, string>;
+  readonly default: string;
+  readonly form: string;
+  readonly doc: string;
+}
+
+function setting<T>(schema: z.ZodType<T, string>, def: string, form: string, doc: string): Setting<T> {
+  return { schema, default: def, form, doc };
+}
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+const integer = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/)
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+const port = integer(0, 65535);
+const seconds = (min: number, max: number) => integer(min, max);
+
+const TRUE_WORDS = ['true', 'yes', 'on', '1'];
+const FALSE_WORDS = ['false', 'no', 'off', '0'];
+const boolean = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .refine((v) => TRUE_WORDS.includes(v) || FALSE_WORDS.includes(v))
+  .transform((v) => TRUE_WORDS.includes(v));
+
+const ipv4Address = z.string().trim().refine((v) => isIP(v) === 4);
+const apiHost = z.string().trim().refine((v) => v === 'localhost' || isIP(v) !== 0);
+
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/** Parses `host:port` (IPv6 as `[addr]:port`); the port must be 1..65535. */
+export function parseHostPort(text: string): HostPort | undefined {
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(text.trim());
+  if (!match) return undefined;
+  const host = match[1] ?? match[2] ?? '';
+  const portNumber = Number(match[3]);
+  if (portNumber < 1 || portNumber > 65535) return undefined;
+  if (match[1] !== undefined ? isIP(host) !== 6 : isIP(host) === 0 && !HOSTNAME.test(host)) return undefined;
+  return { host, port: portNumber };
+}
+
+const hostPortList = z.string().transform((text, ctx) => {
+  const items = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  const parsed: HostPort[] = [];
+  for (const item of items) {
+    const hp = parseHostPort(item);
+    if (!hp) {
+      ctx.addIssue({ code: 'custom', message: `"${item}" is not host:port` });
+      return z.NEVER;
+    }
+    parsed.push(hp);
+  }
+  return parsed;
+});
+
+const ORIGIN = /^https?:\/\/[^/\s]+$/;
+const originList = z.string().transform((text, ctx) => {
+  const items = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  for (const item of items) {
+    if (!ORIGIN.test(item)) {
+      ctx.addIssue({ code: 'custom', message: `"${item}" is not an origin` });
+      return z.NEVER;
+    }
+  }
+  return items;
+});
+
+export const NODE_TYPES = ['auto', 'public', 'private'] as const;
+export type NodeTypeSetting = (typeof NODE_TYPES)[number];
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** The public mainline routers: used only when no bootstrap list is configured (never in tests). */
+const MAINLINE_ROUTERS = 'router.bittorrent.com:6881,dht.transmissionbt.com:6881,router.utorrent.com:6881';
+
+export const CONFIG_SPEC = {
+  node: {
+    data_dir: setting(z.string().trim().min(1), './data', 'a directory path', 'Where the SQLite file and keys/ live.'),
+    node_type: setting(
+      z.enum(NODE_TYPES),
+      'auto',
+      'one of auto, public, private',
+      'auto detects reachability; public or private forces it.',
+    ),
+    listen_host: setting(
+      ipv4Address,
+      '0.0.0.0',
+      'an IPv4 address',
+      'Address the DHT and QUIC sockets bind to (the mainline DHT is IPv4).',
+    ),
+    log_level: setting(z.enum(LOG_LEVELS), 'info', `one of ${LOG_LEVELS.join(', ')}`, 'Log verbosity (pino).'),
+  },
+  dht: {
+    dht_port: setting(port, '6881', 'an integer port from 0 to 65535 (0 = any free port)', 'UDP port of the DHT node.'),
+    bootstrap_nodes: setting(
+      hostPortList,
+      MAINLINE_ROUTERS,
+      'a comma-separated list of host:port (may be empty)',
+      'DHT routers to bootstrap from; empty means none.',
+    ),
+    metadata_republish_interval: setting(
+      seconds(10, 86_400),
+      '1800',
+      'a number of seconds from 10 to 86400',
+      'How often our BEP 44 metadata is republished.',
+    ),
+  },
+  peer_discovery: {
+    topic: setting(
+      z.string().trim().min(1).max(100),
+      'remote-network-mesh',
+      'a non-empty string of at most 100 characters',
+      'Topic whose SHA1 is announced in the DHT (BEP 5).',
+    ),
+    discovery_interval: setting(seconds(1, 3600), '30', 'a number of seconds from 1 to 3600', 'Period of topic lookups.'),
+    max_known_peers_to_share: setting(
+      integer(0, 50),
+      '50',
+      'an integer from 0 to 50',
+      'How many known peers we send in an exchange.',
+    ),
+    max_known_peers: setting(
+      integer(10, 1_000_000),
+      '10000',
+      'an integer from 10 to 1000000',
+      'Cap of the known_peers table; the oldest last_seen goes first.',
+    ),
+    bootstrap_peers: setting(
+      hostPortList,
+      '',
+      'a comma-separated list of host:port QUIC addresses (may be empty)',
+      'Peers dialled at start.',
+    ),
+  },
+  relay: {
+    relay_mode: setting(boolean, 'false', 'true or false', 'Offer relay service to NAT peers (public nodes only).'),
+    relay_keepalive_interval: setting(seconds(1, 300), '5', 'a number of seconds from 1 to 300', 'Relay keepalive period.'),
+  },
+  quic: {
+    quic_port: setting(port, '30906', 'an integer port from 0 to 65535 (0 = any free port)', 'UDP port of the QUIC socket.'),
+    quic_idle_timeout: setting(
+      seconds(5, 86_400),
+      '300',
+      'a number of seconds from 5 to 86400',
+      'Idle time after which a connection with no stream is closed.',
+    ),
+  },
+  api: {
+    host: setting(
+      apiHost,
+      '127.0.0.1',
+      'an IP address or localhost',
+      'GraphQL API bind address; off loopback a token is required.',
+    ),
+    port: setting(port, '8080', 'an integer port from 0 to 65535 (0 = any free port)', 'GraphQL API port.'),
+    token: setting(
+      z.string().trim().refine((v) => v.length === 0 || v.length >= 16),
+      '',
+      'empty, or a secret of at least 16 characters',
+      'Bearer token for the API (required off loopback).',
+    ),
+    allowed_origins: setting(
+      originList,
+      '',
+      'a comma-separated list of origins such as https://admin.example (may be empty)',
+      'Browser origins allowed to call the API (CORS and WebSocket Origin).',
+    ),
+    max_depth: setting(integer(2, 100), '12', 'an integer from 2 to 100', 'Maximum query depth.'),
+    max_aliases: setting(integer(1, 1000), '15', 'an integer from 1 to 1000', 'Maximum aliases per operation.'),
+    max_cost: setting(integer(10, 1_000_000), '5000', 'an integer from 10 to 1000000', 'Maximum query cost.'),
+  },
+} as const;
+
+type Spec = typeof CONFIG_SPEC;
+export type SectionName = keyof Spec;
+type ParsedValue<S> = S extends Setting<infer T> ? T : never;
+
+/** The validated configuration: sections and keys exactly as in the INI file. */
+export type Config = {
+  readonly [S in SectionName]: { readonly [K in keyof Spec[S]]: ParsedValue<Spec[S][K]> };
+};
+
+export const SECTION_NAMES = Object.keys(CONFIG_SPEC) as SectionName[];
+
+export function settingsOf(section: SectionName): ReadonlyArray<[string, Setting<unknown>]> {
+  return Object.entries(CONFIG_SPEC[section]) as Array<[string, Setting<unknown>]>;
+}
+
+export function lookupSetting(section: string, key: string): Setting<unknown> | undefined {
+  if (!Object.hasOwn(CONFIG_SPEC, section)) return undefined;
+  const entries = CONFIG_SPEC[section as SectionName] as Record<string, Setting<unknown>>;
+  return Object.hasOwn(entries, key) ? entries[key] : undefined;
+}
+
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+}

@@ -1,0 +1,79 @@
+/**
+ * Every event the node publishes, name → payload. Payloads are plain JSON values so that the API
+ * can stream them unchanged. Events declared here before anything emits them (jobs, workflows,
+ * docker, relay, hole punching) fix the names and shapes that later components must use.
+ */
+export type ConnectionState = 'CONNECTING' | 'CONNECTED' | 'IDLE' | 'STALE' | 'CLOSED';
+export type KnownPeerSource = 'identity_exchange' | 'peer_exchange';
+export type JobStatus = 'PENDING' | 'RUNNING' | 'COMPLETED' | 'FAILED' | 'CANCELLED';
+
+export interface NodeEventMap {
+  'node.started': { peerId: string; apiUrl: string | null };
+  'node.stopping': { peerId: string; reason: string };
+
+  'peer.discovered': { peerId: string; topic: string; isRelay: boolean; source: KnownPeerSource };
+  'peer.evicted': { count: number; reason: 'max_known_peers' };
+
+  'connection.state.changed': {
+    peerId: string | null;
+    connectionId: string;
+    remoteAddress: string;
+    from: ConnectionState | null;
+    to: ConnectionState;
+  };
+  'connection.rejected': { remoteAddress: string; claimedPeerId: string | null; reason: string };
+
+  'dht.metadata.published': { sequence: number; nodesAccepted: number };
+  'dht.metadata.fetched': { peerId: string; sequence: number; cached: boolean };
+
+  'relay.session.registered': { sessionId: string; peerId: string };
+  'relay.session.expired': { sessionId: string; peerId: string };
+  'relay.session.closed': { sessionId: string; peerId: string; reason: string };
+
+  'holepunch.started': { peerId: string; attempt: number };
+  'holepunch.succeeded': { peerId: string; attempt: number; durationMs: number };
+  'holepunch.failed': { peerId: string; attempt: number; reason: string };
+
+  'job.status.changed': { jobId: string; workflowId: string | null; from: JobStatus | null; to: JobStatus };
+  'job.output.ready': { jobId: string; workflowId: string | null; bytes: number };
+  'workflow.started': { workflowId: string; executionId: string };
+  'workflow.completed': { workflowId: string; executionId: string; durationMs: number };
+  'workflow.failed': { workflowId: string; executionId: string; error: string };
+
+  'docker.pull.progress': { image: string; layer: string | null; current: number; total: number | null };
+  'docker.build.progress': { image: string; step: number; totalSteps: number | null; message: string };
+  'docker.execution.log': { containerId: string; stream: 'stdout' | 'stderr'; line: string };
+}
+
+export type NodeEventType = keyof NodeEventMap;
+
+/** The names as a runtime list (the API validates subscription filters against it). */
+export const NODE_EVENT_TYPES = [
+  'node.started',
+  'node.stopping',
+  'peer.discovered',
+  'peer.evicted',
+  'connection.state.changed',
+  'connection.rejected',
+  'dht.metadata.published',
+  'dht.metadata.fetched',
+  'relay.session.registered',
+  'relay.session.expired',
+  'relay.session.closed',
+  'holepunch.started',
+  'holepunch.succeeded',
+  'holepunch.failed',
+  'job.status.changed',
+  'job.output.ready',
+  'workflow.started',
+  'workflow.completed',
+  'workflow.failed',
+  'docker.pull.progress',
+  'docker.build.progress',
+  'docker.execution.log',
+] as const satisfies readonly NodeEventType[];
+
+// Compile-time check that the list names every event of the map.
+type Missing = Exclude<NodeEventType, (typeof NODE_EVENT_TYPES)[number]>;
+const everyEventListed: Missing extends never ? true : Missing = true;
+void everyEventListed;

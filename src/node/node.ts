@@ -1,0 +1,136 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { DATABASE_FILE, type OpenedDatabase, openDatabase } from '../db/client.ts';
+import { KnownPeersRepository } from '../db/known-peers.ts';
+import { NodeStateRepository } from '../db/node-state.ts';
+import type { Config } from './config/schema.ts';
+import { EventBus } from './events/bus.ts';
+import type { NodeEventMap } from './events/types.ts';
+import { type NodeIdentity, loadOrCreateIdentity } from './identity/key-store.ts';
+import { type Logger, createLogger } from './logger.ts';
+import { KnownPeersService } from './peers/known-peers-service.ts';
+import { lockDataDir } from './storage/data-dir-lock.ts';
+import { NODE_VERSION } from './version.ts';
+
+export type NodeType = 'public' | 'private';
+
+/** A part of the node with a lifecycle; the root starts them in order and stops them in reverse. */
+export interface Component {
+  readonly name: string;
+  start?(): Promise<void> | void;
+  stop?(): Promise<void> | void;
+}
+
+export interface StartNodeOptions {
+  readonly logger?: Logger;
+}
+
+/**
+ * The composition root: builds every component of the node from the configuration, starts them in
+ * order and stops them in reverse. Components receive what they need from here and talk to each
+ * other through the event bus.
+ */
+export class RemoteNode {
+  readonly version = NODE_VERSION;
+  readonly bus: EventBus<NodeEventMap>;
+  readonly knownPeers: KnownPeersService;
+  readonly nodeState: NodeStateRepository;
+  readonly startedAt = new Date();
+  /**
+   * DHT routing id. Random for now, as the seed prescribes for NAT nodes; the DHT component
+   * replaces it with a BEP 42 id for public nodes.
+   */
+  dhtNodeId: string = randomBytes(20).toString('hex');
+
+  private readonly components: Component[] = [];
+  private stopping: Promise<void> | undefined;
+
+  private constructor(
+    readonly config: Config,
+    readonly logger: Logger,
+    readonly identity: NodeIdentity,
+    readonly dataDir: string,
+    private readonly database: OpenedDatabase,
+    private readonly releaseLock: () => void,
+  ) {
+    this.bus = new EventBus<NodeEventMap>((error, type) =>
+      logger.error({ err: error, event: type }, 'event listener failed'),
+    );
+    this.nodeState = new NodeStateRepository(database.db);
+    this.knownPeers = new KnownPeersService(
+      new KnownPeersRepository(database.db, config.peer_discovery.max_known_peers),
+      this.bus,
+      identity.publicKey,
+    );
+  }
+
+  static async start(config: Config, options: StartNodeOptions = {}): Promise<RemoteNode> {
+    const logger = options.logger ?? createLogger(config.node.log_level);
+    const dataDir = resolve(config.node.data_dir);
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const releaseLock = lockDataDir(dataDir);
+    let database: OpenedDatabase | undefined;
+    try {
+      const { identity, created, privateKeyFile } = loadOrCreateIdentity(dataDir);
+      logger.info({ peerId: identity.peerId, keyFile: privateKeyFile, created }, created ? 'identity created' : 'identity loaded');
+      database = openDatabase(join(dataDir, DATABASE_FILE));
+      const node = new RemoteNode(config, logger, identity, dataDir, database, releaseLock);
+      await node.startComponents();
+      return node;
+    } catch (error) {
+      database?.close();
+      releaseLock();
+      throw error;
+    }
+  }
+
+  get peerId(): string {
+    return this.identity.peerId;
+  }
+
+  /** Until reachability detection runs, `auto` counts as private (never publish an unreachable address). */
+  get nodeType(): NodeType {
+    return this.config.node.node_type === 'public' ? 'public' : 'private';
+  }
+
+  get isRelay(): boolean {
+    return this.config.relay.relay_mode;
+  }
+
+  private async startComponents(): Promise<void> {
+    const started: Component[] = [];
+    try {
+      for (const component of this.components) {
+        await component.start?.();
+        started.push(component);
+      }
+    } catch (error) {
+      await this.stopComponents(started.reverse());
+      throw error;
+    }
+  }
+
+  /** Stops every component (in reverse), then closes the database. Idempotent. */
+  stop(reason = 'stop requested'): Promise<void> {
+    this.stopping ??= (async () => {
+      this.bus.emit('node.stopping', { peerId: this.peerId, reason });
+      await this.stopComponents([...this.components].reverse());
+      this.database.close();
+      this.releaseLock();
+      this.logger.info({ reason }, 'node stopped');
+    })();
+    return this.stopping;
+  }
+
+  private async stopComponents(components: Component[]): Promise<void> {
+    for (const component of components) {
+      try {
+        await component.stop?.();
+      } catch (error) {
+        // Keep stopping the rest: one failing component must not leave sockets or the database open.
+        this.logger.error({ err: error, component: component.name }, 'component failed to stop');
+      }
+    }
+  }
+}

@@ -64,7 +64,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
         values[key] = result.data;
       } else {
         const source = given?.source ?? 'built-in default';
-        const detail = result.error.issues.find((i) => i.code === 'custom')?.message;
+        const detail = result.error.issues.find((i) => i.code === 'custom' && i.params?.detail === true)?.message;
         problems.push(
           `${source}: [${section}] ${key} = ${JSON.stringify(raw)}: expected ${setting.form}${detail ? ` (${detail})` : ''}`,
         );

@@ -61,6 +61,9 @@ export function parseHostPort(text: string): HostPort | undefined {
   return { host, port: portNumber };
 }
 
+/** Marks an issue whose message adds to the setting's expected form (shown to the operator). */
+export const DETAIL = { detail: true } as const;
+
 const hostPortList = z.string().transform((text, ctx) => {
   const items = text
     .split(',')
@@ -70,7 +73,7 @@ const hostPortList = z.string().transform((text, ctx) => {
   for (const item of items) {
     const hp = parseHostPort(item);
     if (!hp) {
-      ctx.addIssue({ code: 'custom', message: `"${item}" is not host:port` });
+      ctx.addIssue({ code: 'custom', message: `"${item}" is not host:port`, params: DETAIL });
       return z.NEVER;
     }
     parsed.push(hp);
@@ -86,7 +89,7 @@ const originList = z.string().transform((text, ctx) => {
     .filter((s) => s.length > 0);
   for (const item of items) {
     if (!ORIGIN.test(item)) {
-      ctx.addIssue({ code: 'custom', message: `"${item}" is not an origin` });
+      ctx.addIssue({ code: 'custom', message: `"${item}" is not an origin`, params: DETAIL });
       return z.NEVER;
     }
   }

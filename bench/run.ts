@@ -1,0 +1,10 @@
+import { benchBencode } from './bencode.ts';
+import { benchEd25519 } from './ed25519.ts';
+import { benchKnownPeers } from './known-peers.ts';
+import { printSection } from './report.ts';
+
+/** `npm run bench`: every figure next to its target, with its baseline measured in this same run. */
+console.log(`# Remote Network benchmarks (node ${process.version}, ${new Date().toISOString()})`);
+printSection('Ed25519 (404-byte message, 2000 ops after warm-up; baseline @noble/ed25519)', benchEd25519());
+printSection('bencode (PeerMetadata-shaped dict)', benchBencode());
+printSection('known_peers in SQLite (WAL, synchronous=NORMAL)', benchKnownPeers());

@@ -1,0 +1,200 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { openDatabase } from '../src/db/client.ts';
+import { type KnownPeerInput, KnownPeersRepository, peerKeyOf } from '../src/db/known-peers.ts';
+import { NodeStateRepository } from '../src/db/node-state.ts';
+import { EventBus } from '../src/node/events/bus.ts';
+import type { NodeEventMap } from '../src/node/events/types.ts';
+import { KnownPeersService } from '../src/node/peers/known-peers-service.ts';
+import { tempDir } from './helpers/temp.ts';
+
+const TOPIC = 'remote-network-mesh';
+const peerIdOf = (key: Uint8Array) => createHash('sha1').update(key).digest('hex');
+
+function peer(overrides: Partial<KnownPeerInput> = {}): KnownPeerInput {
+  return {
+    publicKey: randomBytes(32),
+    dhtNodeId: randomBytes(20).toString('hex'),
+    isRelay: false,
+    topic: TOPIC,
+    source: 'peer_exchange',
+    seenAt: new Date('2026-01-01T00:00:00Z'),
+    ...overrides,
+  };
+}
+
+function openRepository(t: { after(fn: () => void): void }, cap = 10_000) {
+  const file = join(tempDir(t), 'peers.db');
+  const database = openDatabase(file);
+  t.after(() => database.close());
+  return { database, file, repository: new KnownPeersRepository(database.db, cap) };
+}
+
+describe('known_peers', () => {
+  it('inserts a new peer with every field, and derives its peer id from the key', (t) => {
+    const { repository } = openRepository(t);
+    const input = peer({ isRelay: true, source: 'identity_exchange' });
+    const result = repository.upsertMany([input]);
+    assert.equal(result.inserted.length, 1);
+    const stored = repository.get(peerIdOf(input.publicKey));
+    assert.ok(stored);
+    assert.equal(stored.peerId, peerIdOf(input.publicKey));
+    assert.deepEqual(stored.publicKey, new Uint8Array(input.publicKey));
+    assert.equal(stored.dhtNodeId, input.dhtNodeId);
+    assert.equal(stored.isRelay, true);
+    assert.equal(stored.topic, TOPIC);
+    assert.equal(stored.source, 'identity_exchange');
+    assert.deepEqual(stored.firstSeen, input.seenAt);
+    assert.deepEqual(stored.lastSeen, input.seenAt);
+  });
+
+  it('on conflict moves only last_seen forward and keeps first_seen, source and topic', (t) => {
+    const { repository } = openRepository(t);
+    const original = peer({ source: 'peer_exchange' });
+    repository.upsertMany([original]);
+    const later = new Date('2026-01-02T00:00:00Z');
+    const result = repository.upsertMany([
+      { ...original, dhtNodeId: 'ff'.repeat(20), isRelay: true, topic: 'other', source: 'peer_exchange', seenAt: later },
+    ]);
+    assert.deepEqual([result.inserted.length, result.updated], [0, 1]);
+    const stored = repository.get(peerIdOf(original.publicKey));
+    assert.ok(stored);
+    assert.deepEqual(stored.lastSeen, later);
+    assert.deepEqual(stored.firstSeen, original.seenAt, 'first_seen is never lost');
+    assert.equal(stored.dhtNodeId, original.dhtNodeId, 'a third party cannot change dht_node_id');
+    assert.equal(stored.isRelay, false, 'a third party cannot change is_relay');
+    assert.equal(stored.topic, TOPIC);
+    assert.equal(stored.source, 'peer_exchange');
+
+    // An older sighting never moves last_seen back.
+    repository.upsertMany([{ ...original, seenAt: new Date('2025-06-01T00:00:00Z') }]);
+    assert.deepEqual(repository.get(peerIdOf(original.publicKey))?.lastSeen, later);
+  });
+
+  it('lets the peer itself update dht_node_id and is_relay', (t) => {
+    const { repository } = openRepository(t);
+    const original = peer();
+    repository.upsertMany([original]);
+    const newNodeId = 'ab'.repeat(20);
+    repository.upsertMany([{ ...original, dhtNodeId: newNodeId, isRelay: true, source: 'identity_exchange' }]);
+    const stored = repository.get(peerIdOf(original.publicKey));
+    assert.equal(stored?.dhtNodeId, newNodeId);
+    assert.equal(stored?.isRelay, true);
+    assert.equal(stored?.source, 'peer_exchange', 'source records how we first learned of it');
+  });
+
+  it('refuses a different key whose peer id shares the 64-bit row key', (t) => {
+    const { repository, database } = openRepository(t);
+    const victim = peer();
+    const impostorKey = randomBytes(32);
+    // Plant a row whose key is the victim's prefix but whose public key is another: what a
+    // (2^64-work) prefix collision would look like.
+    database.sqlite
+      .prepare(
+        'INSERT INTO topics (id, name) VALUES (1, ?) ON CONFLICT DO NOTHING',
+      )
+      .run(TOPIC);
+    database.sqlite
+      .prepare(
+        'INSERT INTO known_peers (key, public_key, dht_node_id, is_relay, topic_id, source, first_seen, last_seen) VALUES (?, ?, NULL, 0, 1, 1, 1, 1)',
+      )
+      .run(peerKeyOf(peerIdOf(victim.publicKey)), impostorKey);
+    const result = repository.upsertMany([victim]);
+    assert.deepEqual([result.inserted.length, result.updated, result.collisions], [0, 0, 1]);
+    assert.equal(repository.get(peerIdOf(victim.publicKey)), undefined, 'the victim id does not resolve to the impostor');
+    const row = database.sqlite
+      .prepare('SELECT public_key FROM known_peers WHERE key = ?')
+      .get(peerKeyOf(peerIdOf(victim.publicKey))) as { public_key: Buffer };
+    assert.deepEqual(row.public_key, impostorKey, 'the existing row was not overwritten');
+  });
+
+  it('keeps at most max_known_peers, evicting the oldest last_seen first', (t) => {
+    const { repository } = openRepository(t, 10);
+    const peers = Array.from({ length: 12 }, (_, i) => peer({ seenAt: new Date(Date.UTC(2026, 0, 1, 0, i)) }));
+    repository.upsertMany(peers.slice(0, 10));
+    // Refresh the two oldest: they must survive, the next two oldest go.
+    repository.upsertMany([{ ...peers[0]!, seenAt: new Date('2026-02-01T00:00:00Z') }, { ...peers[1]!, seenAt: new Date('2026-02-01T00:00:00Z') }]);
+    const result = repository.upsertMany(peers.slice(10));
+    assert.equal(result.evicted, 2);
+    assert.equal(repository.count(), 10);
+    assert.ok(repository.get(peerIdOf(peers[0]!.publicKey)));
+    assert.ok(repository.get(peerIdOf(peers[1]!.publicKey)));
+    assert.equal(repository.get(peerIdOf(peers[2]!.publicKey)), undefined);
+    assert.equal(repository.get(peerIdOf(peers[3]!.publicKey)), undefined);
+    assert.ok(repository.get(peerIdOf(peers[11]!.publicKey)));
+  });
+
+  it('pages in stable peer id order with filters and counts', (t) => {
+    const { repository } = openRepository(t);
+    const inputs = Array.from({ length: 25 }, (_, i) => peer({ isRelay: i % 5 === 0, topic: i < 20 ? TOPIC : 'other' }));
+    repository.upsertMany(inputs);
+    const seen: string[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = repository.page({}, 7, after);
+      seen.push(...page.rows.map((r) => r.peerId));
+      if (!page.hasNextPage) break;
+      after = page.rows.at(-1)?.peerId;
+      // A peer added mid-way sorts into its place without shifting the pages already read.
+      if (seen.length === 7) repository.upsertMany([peer()]);
+    }
+    assert.equal(new Set(seen).size, seen.length, 'no duplicates across pages');
+    assert.deepEqual(seen, [...seen].sort(), 'peer id order');
+    assert.equal(repository.count(), 26);
+    assert.equal(repository.count({ isRelay: true }), 5);
+    assert.equal(repository.count({ topic: 'other' }), 5);
+    assert.equal(repository.count({ topic: 'missing' }), 0);
+    assert.equal(repository.page({ isRelay: true, topic: TOPIC }, 100).rows.length, 4);
+  });
+
+  it('lists the most recently seen first, excluding given peers', (t) => {
+    const { repository } = openRepository(t);
+    const inputs = Array.from({ length: 5 }, (_, i) => peer({ seenAt: new Date(Date.UTC(2026, 0, 1, i)) }));
+    repository.upsertMany(inputs);
+    const newest = peerIdOf(inputs[4]!.publicKey);
+    assert.deepEqual(
+      repository.recent(2, [newest]).map((p) => p.peerId),
+      [peerIdOf(inputs[3]!.publicKey), peerIdOf(inputs[2]!.publicKey)],
+    );
+  });
+
+  it('survives reopening the database (WAL checkpointed on close)', (t) => {
+    const { repository, database, file } = openRepository(t);
+    const input = peer();
+    repository.upsertMany([input]);
+    database.close();
+    const reopened = openDatabase(file);
+    t.after(() => reopened.close());
+    assert.equal(reopened.sqlite.pragma('journal_mode', { simple: true }), 'wal');
+    assert.ok(new KnownPeersRepository(reopened.db, 10).get(peerIdOf(input.publicKey)));
+  });
+
+  it('announces newly known peers on the bus and never stores our own key', (t) => {
+    const { repository } = openRepository(t);
+    const bus = new EventBus<NodeEventMap>();
+    const own = randomBytes(32);
+    const service = new KnownPeersService(repository, bus, own);
+    const discovered: string[] = [];
+    bus.on('peer.discovered', (e) => discovered.push(e.payload.peerId));
+    const a = peer();
+    service.record([a, peer({ publicKey: own })]);
+    service.record([a]);
+    assert.deepEqual(discovered, [peerIdOf(a.publicKey)], 'once, and not for ourselves');
+    assert.equal(repository.get(peerIdOf(own)), undefined);
+  });
+});
+
+describe('node_state', () => {
+  it('stores JSON values and updates atomically', (t) => {
+    const database = openDatabase(join(tempDir(t), 'state.db'));
+    t.after(() => database.close());
+    const state = new NodeStateRepository(database.db);
+    assert.equal(state.get('dht.sequence'), undefined);
+    assert.equal(state.update<number>('dht.sequence', (n) => (n ?? 0) + 1), 1);
+    assert.equal(state.update<number>('dht.sequence', (n) => (n ?? 0) + 1), 2);
+    state.set('x', { a: [1, 2] });
+    assert.deepEqual(state.get('x'), { a: [1, 2] });
+  });
+});

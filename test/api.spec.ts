@@ -160,16 +160,31 @@ describe('GraphQL API over HTTP', () => {
   it('enforces depth, alias and cost limits', async (t) => {
     const daemon = await startTestDaemon(t, { 'api.max_depth': '3', 'api.max_cost': '40' });
     const deep = await gql(daemon.api.url, '{ knownPeers { edges { node { peerId } } } }');
-    assert.match(deep.errors?.[0]?.message ?? '', /Query depth limit of 3 exceeded/);
+    assert.match(deep.errors?.[0]?.message ?? '', /^Query depth limit of 3 exceeded/);
+    assert.equal(deep.errors?.[0]?.extensions?.code, 'QUERY_LIMIT_EXCEEDED');
     assert.equal(deep.data, undefined, 'not executed');
     const aliases = Array.from({ length: 16 }, (_, i) => `a${i}: node { peerId }`).join(' ');
     const wide = await gql(daemon.api.url, `{ ${aliases} }`);
     assert.match(wide.errors?.[0]?.message ?? '', /Aliases limit of 15 exceeded/);
+    assert.equal(wide.errors?.[0]?.extensions?.code, 'QUERY_LIMIT_EXCEEDED');
     const costly = Array.from({ length: 10 }, (_, i) => `n${i}: node { peerId publicKey dhtNodeId version }`).join(' ');
     const expensive = await gql(daemon.api.url, `{ ${costly} }`);
     assert.match(expensive.errors?.[0]?.message ?? '', /Query Cost limit of 40 exceeded/);
+    assert.equal(expensive.errors?.[0]?.extensions?.code, 'QUERY_LIMIT_EXCEEDED');
     const fine = await gql(daemon.api.url, '{ node { peerId } }');
     assert.equal(fine.errors, undefined);
+
+    // The same limits hold over graphql-ws, which runs the same envelop pipeline.
+    const client = createWsClient({ url: wsUrl(daemon), webSocketImpl: WebSocket, retryAttempts: 0 });
+    t.after(() => client.dispose());
+    const refused = await client
+      .iterate({ query: '{ knownPeers { edges { node { peerId } } } }' })
+      .next()
+      .then(
+        () => undefined,
+        (errors: unknown) => errors as Array<{ message: string; extensions?: { code?: string } }>,
+      );
+    assert.equal(refused?.[0]?.extensions?.code, 'QUERY_LIMIT_EXCEEDED');
   });
 
   it('refuses foreign Host names (DNS rebinding) and foreign Origins, allows configured ones', async (t) => {

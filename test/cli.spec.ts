@@ -72,6 +72,16 @@ describe('remote-network CLI', () => {
     assert.equal((JSON.parse(info.stdout) as { peerId: string }).peerId, peerIdLog, 'identity persisted');
   });
 
+  it('stops cleanly on SIGINT (Ctrl-C) as well', async (t) => {
+    const dataDir = tempDir(t);
+    const node = await startNode(dataDir);
+    t.after(() => node.child.kill('SIGKILL'));
+    node.child.kill('SIGINT');
+    assert.equal(await node.exited, 0);
+    assert.ok(node.logs.some((l) => (JSON.parse(l) as { reason?: string }).reason === 'received SIGINT'));
+    assert.equal(existsSync(join(dataDir, LOCK_FILE)), false);
+  });
+
   it('lists known peers as a table and as JSON', async (t) => {
     const dataDir = tempDir(t);
     const database = openDatabase(join(dataDir, DATABASE_FILE));
@@ -103,6 +113,10 @@ describe('remote-network CLI', () => {
     assert.match(result.stderr, /flag --api-port: \[api\] port = "eighty": expected an integer port/);
     assert.match(result.stderr, /environment variable REMOTE_NETWORK_QUIC_QUIC_PROT: unknown setting \[quic\] quic_prot/);
     assert.equal(existsSync(join(dataDir, 'keys')), false, 'nothing was created');
+
+    const exposed = await run(['start', '--data-dir', dataDir, '--api-host', '0.0.0.0']);
+    assert.equal(exposed.code, 2, 'an API off loopback without a token never starts');
+    assert.match(exposed.stderr, /flag --api-host: \[api\] host = 0.0.0.0 is not a loopback address, so \[api\] token must be set/);
   });
 
   it('explains a missing identity instead of creating one in key info', async (t) => {

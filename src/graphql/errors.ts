@@ -10,6 +10,7 @@ export const ErrorCode = {
   BAD_USER_INPUT: 'BAD_USER_INPUT',
   UNAUTHENTICATED: 'UNAUTHENTICATED',
   FORBIDDEN: 'FORBIDDEN',
+  QUERY_LIMIT_EXCEEDED: 'QUERY_LIMIT_EXCEEDED',
 } as const;
 
 export function userInputError(message: string, extensions: Record<string, unknown> = {}): GraphQLError {

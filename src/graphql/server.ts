@@ -10,7 +10,7 @@ import type { Logger } from '../node/logger.ts';
 import type { RemoteNode } from '../node/node.ts';
 import { type AccessPolicy, MAX_REQUEST_BYTES, bearerToken, checkHostAndOrigin, checkToken, useAccessControl } from './access.ts';
 import type { GraphQLContext } from './context.ts';
-import { exposeNodeError } from './errors.ts';
+import { ErrorCode, exposeNodeError } from './errors.ts';
 import { schema } from './schema/index.ts';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -20,6 +20,9 @@ export const MAX_WEBSOCKET_CLIENTS = 256;
 export const WEBSOCKET_HEARTBEAT_MS = 30_000;
 /** A client must send connection_init within this time. */
 export const CONNECTION_INIT_TIMEOUT_MS = 10_000;
+/** Parser tokens per document and directives per operation (armor limits). */
+export const MAX_TOKENS = 5000;
+export const MAX_DIRECTIVES = 50;
 
 export interface QueryLimits {
   readonly maxDepth: number;
@@ -55,12 +58,14 @@ export class ApiListenError extends RemoteNetworkError {
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
   const { node, logger, access, limits } = options;
   const log = logger.child({ component: 'api' });
+  // Armor's own rejections are untyped "Syntax Error: …"; ours carry a code clients can match.
+  const onReject = [rejectOverLimit];
   const armor = new EnvelopArmor({
-    maxDepth: { n: limits.maxDepth },
-    maxAliases: { n: limits.maxAliases },
-    costLimit: { maxCost: limits.maxCost },
-    maxTokens: { n: 5000 },
-    maxDirectives: { n: 50 },
+    maxDepth: { n: limits.maxDepth, onReject },
+    maxAliases: { n: limits.maxAliases, onReject },
+    costLimit: { maxCost: limits.maxCost, onReject },
+    maxTokens: { n: MAX_TOKENS, onReject },
+    maxDirectives: { n: MAX_DIRECTIVES, onReject },
     // Suggestions help the operators of an admin API more than they help an attacker here.
     blockFieldSuggestion: { enabled: false },
   });
@@ -195,6 +200,12 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       return closing;
     },
   };
+}
+
+function rejectOverLimit(_context: unknown, error: GraphQLError): never {
+  throw createGraphQLError(error.message.replace(/^Syntax Error: /, ''), {
+    extensions: { code: ErrorCode.QUERY_LIMIT_EXCEEDED },
+  });
 }
 
 interface EnvelopedRoot {

@@ -1,28 +1,18 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { describe, it } from 'node:test';
 import { createClient as createWsClient } from 'graphql-ws';
 import { createClient as createSseClient } from 'graphql-sse';
 import WebSocket from 'ws';
 import type { Daemon } from '../src/daemon.ts';
-import type { KnownPeerInput } from '../src/db/known-peers.ts';
 import { startTestDaemon } from './helpers/daemon.ts';
 import { type GraphQLResponse, gql } from './helpers/graphql.ts';
+import { peerIdOf, randomPeer } from './helpers/peers.ts';
 
 const TOKEN = 'test-token-0123456789abcdef';
-const peerIdOf = (key: Uint8Array) => createHash('sha1').update(key).digest('hex');
 
-function peer(overrides: Partial<KnownPeerInput> = {}): KnownPeerInput {
-  return {
-    publicKey: randomBytes(32),
-    dhtNodeId: randomBytes(20).toString('hex'),
-    isRelay: false,
-    topic: 'remote-network-mesh',
-    source: 'peer_exchange',
-    ...overrides,
-  };
-}
+const peer = randomPeer;
 
 /** Resolves once the bus has more listeners than before (a subscription became active). */
 async function subscriptionActive(daemon: Daemon, before: number): Promise<void> {

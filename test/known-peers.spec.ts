@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { openDatabase } from '../src/db/client.ts';
@@ -8,21 +8,12 @@ import { NodeStateRepository } from '../src/db/node-state.ts';
 import { EventBus } from '../src/node/events/bus.ts';
 import type { NodeEventMap } from '../src/node/events/types.ts';
 import { KnownPeersService } from '../src/node/peers/known-peers-service.ts';
+import { TOPIC, peerIdOf, randomPeer } from './helpers/peers.ts';
 import { tempDir } from './helpers/temp.ts';
 
-const TOPIC = 'remote-network-mesh';
-const peerIdOf = (key: Uint8Array) => createHash('sha1').update(key).digest('hex');
 
 function peer(overrides: Partial<KnownPeerInput> = {}): KnownPeerInput {
-  return {
-    publicKey: randomBytes(32),
-    dhtNodeId: randomBytes(20).toString('hex'),
-    isRelay: false,
-    topic: TOPIC,
-    source: 'peer_exchange',
-    seenAt: new Date('2026-01-01T00:00:00Z'),
-    ...overrides,
-  };
+  return randomPeer({ seenAt: new Date('2026-01-01T00:00:00Z'), ...overrides });
 }
 
 function openRepository(t: { after(fn: () => void): void }, cap = 10_000) {

@@ -1,14 +1,18 @@
-import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DATABASE_FILE, type OpenedDatabase, openDatabase } from '../db/client.ts';
 import { KnownPeersRepository } from '../db/known-peers.ts';
 import { NodeStateRepository } from '../db/node-state.ts';
-import type { Config } from './config/schema.ts';
+import type { Config, HostPort } from './config/schema.ts';
+import { chooseNodeId } from './dht/bep42.ts';
+import { MainlineDht } from './dht/mainline-dht.ts';
+import { TopicDiscovery } from './dht/topic-discovery.ts';
 import { EventBus } from './events/bus.ts';
 import type { NodeEventMap } from './events/types.ts';
 import { type NodeIdentity, loadOrCreateIdentity } from './identity/key-store.ts';
 import { type Logger, createLogger } from './logger.ts';
+import { MetadataFetcher } from './metadata/metadata-fetcher.ts';
+import { type MetadataContent, MetadataPublisher } from './metadata/metadata-publisher.ts';
 import { KnownPeersService } from './peers/known-peers-service.ts';
 import { lockDataDir } from './storage/data-dir-lock.ts';
 import { NODE_VERSION } from './version.ts';
@@ -37,13 +41,12 @@ export class RemoteNode {
   readonly knownPeers: KnownPeersService;
   readonly nodeState: NodeStateRepository;
   readonly startedAt = new Date();
-  /**
-   * DHT routing id. Random for now, as the seed prescribes for NAT nodes; the DHT component
-   * replaces it with a BEP 42 id for public nodes.
-   */
-  dhtNodeId: string = randomBytes(20).toString('hex');
+  readonly dht: MainlineDht;
+  readonly topicDiscovery: TopicDiscovery;
+  readonly metadataPublisher: MetadataPublisher;
+  readonly metadataFetcher: MetadataFetcher;
 
-  private readonly components: Component[] = [];
+  private readonly components: Component[];
   private stopping: Promise<void> | undefined;
 
   private constructor(
@@ -63,6 +66,42 @@ export class RemoteNode {
       this.bus,
       identity.publicKey,
     );
+
+    const specificHost = config.node.listen_host === '0.0.0.0' ? null : config.node.listen_host;
+    this.dht = new MainlineDht({
+      nodeId: chooseNodeId(this.nodeType, specificHost),
+      bootstrap: config.dht.bootstrap_nodes,
+      host: config.node.listen_host,
+      port: config.dht.dht_port,
+      logger,
+    });
+    this.topicDiscovery = new TopicDiscovery({
+      dht: this.dht,
+      topic: config.peer_discovery.topic,
+      intervalMs: config.peer_discovery.discovery_interval * 1000,
+      announcePort: () => this.quicPort || this.dht.port,
+      ownAddress: () => (specificHost ? { host: specificHost, port: this.quicPort || this.dht.port } : null),
+      bus: this.bus,
+      logger,
+    });
+    this.metadataPublisher = new MetadataPublisher({
+      dht: this.dht,
+      identity,
+      nodeState: this.nodeState,
+      bus: this.bus,
+      logger,
+      republishIntervalMs: config.dht.metadata_republish_interval * 1000,
+      content: this.initialMetadata(specificHost),
+      // The seed: a NAT node publishes only once it has a relay session.
+      held: this.nodeType === 'private',
+    });
+    this.metadataFetcher = new MetadataFetcher({
+      dht: this.dht,
+      bus: this.bus,
+      logger,
+      ttlMs: config.dht.metadata_cache_ttl * 1000,
+    });
+    this.components = [this.dht, this.topicDiscovery, this.metadataPublisher];
   }
 
   static async start(config: Config, options: StartNodeOptions = {}): Promise<RemoteNode> {
@@ -87,6 +126,37 @@ export class RemoteNode {
 
   get peerId(): string {
     return this.identity.peerId;
+  }
+
+  get dhtNodeId(): string {
+    return this.dht.nodeId.toString('hex');
+  }
+
+  /** The QUIC port peers dial; 0 until the QUIC transport binds one. */
+  get quicPort(): number {
+    return this.config.quic.quic_port;
+  }
+
+  get dhtAddress(): HostPort {
+    return { host: this.config.node.listen_host, port: this.dht.port };
+  }
+
+  private initialMetadata(specificHost: string | null): MetadataContent {
+    const port = this.quicPort || null;
+    return {
+      publicIp: this.nodeType === 'public' ? specificHost : null,
+      privateIp: specificHost,
+      publicPort: this.nodeType === 'public' ? port : null,
+      privatePort: port,
+      nodeType: this.nodeType,
+      isRelay: this.isRelay,
+      usingRelay: false,
+      connectedRelay: null,
+      relaySessionId: null,
+      relayAddress: null,
+      protocols: ['remote-network/1'],
+      capabilities: this.isRelay ? ['relay'] : [],
+    };
   }
 
   /** Until reachability detection runs, `auto` counts as private (never publish an unreachable address). */

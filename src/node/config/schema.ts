@@ -134,6 +134,12 @@ export const CONFIG_SPEC = {
       'a number of seconds from 10 to 86400',
       'How often our BEP 44 metadata is republished.',
     ),
+    metadata_cache_ttl: setting(
+      seconds(0, 86_400),
+      '300',
+      'a number of seconds from 0 to 86400 (0 = no cache)',
+      "How long peers' metadata read from the DHT is served from cache.",
+    ),
   },
   peer_discovery: {
     topic: setting(

@@ -25,6 +25,7 @@ export interface NodeEventMap {
 
   'dht.metadata.published': { sequence: number; nodesAccepted: number };
   'dht.metadata.fetched': { peerId: string; sequence: number; cached: boolean };
+  'dht.topic.peer': { address: string; topic: string };
 
   'relay.session.registered': { sessionId: string; peerId: string };
   'relay.session.expired': { sessionId: string; peerId: string };
@@ -57,6 +58,7 @@ export const NODE_EVENT_TYPES = [
   'connection.rejected',
   'dht.metadata.published',
   'dht.metadata.fetched',
+  'dht.topic.peer',
   'relay.session.registered',
   'relay.session.expired',
   'relay.session.closed',

@@ -1,0 +1,29 @@
+import { createHash } from 'node:crypto';
+import bencode from 'bencode';
+
+/**
+ * BEP 44 mutable items: what is signed and where it is stored. The signature covers the
+ * bencoded dict entries `salt` (when present), `seq` and `v` without the enclosing `d…e`:
+ * `4:salt<n>:<salt>3:seqi<seq>e1:v<bencoded v>`. The target is SHA1(k || salt).
+ */
+export function signableBuffer(seq: number, encodedValue: Uint8Array, salt?: Uint8Array): Buffer {
+  const parts: Buffer[] = [];
+  if (salt && salt.length > 0) parts.push(Buffer.from(`4:salt${salt.length}:`), Buffer.from(salt));
+  parts.push(Buffer.from(`3:seqi${seq}e1:v`), Buffer.from(encodedValue));
+  return Buffer.concat(parts);
+}
+
+export function mutableTarget(publicKey: Uint8Array, salt?: Uint8Array): Buffer {
+  const hash = createHash('sha1').update(publicKey);
+  if (salt && salt.length > 0) hash.update(salt);
+  return hash.digest();
+}
+
+export function immutableTarget(encodedValue: Uint8Array): Buffer {
+  return createHash('sha1').update(encodedValue).digest();
+}
+
+/** The bencoded size of a value, which is what BEP 44's 1000-byte limit applies to. */
+export function encodedSize(value: unknown): number {
+  return bencode.encode(value).length;
+}

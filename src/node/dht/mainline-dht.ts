@@ -1,0 +1,241 @@
+import bencode from 'bencode';
+import DHT, { type DhtContact, type GetResponse } from 'bittorrent-dht';
+import type { HostPort } from '../config/schema.ts';
+import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../identity/peer-id.ts';
+import { verifySignature } from '../identity/signatures.ts';
+import type { Logger } from '../logger.ts';
+import { isValidBep42NodeId } from './bep42.ts';
+import { mutableTarget, signableBuffer } from './bep44.ts';
+import { BEP44_SEQ_TOO_LOW, DHT_OPERATION_TIMEOUT_MS, DHT_QUERY_TIMEOUT_MS, K, MAX_BEP44_VALUE_BYTES } from './constants.ts';
+import { DhtNotRunningError, DhtTimeoutError } from './errors.ts';
+
+/** A verified BEP 44 mutable item as read from the DHT. */
+export interface MutableItem {
+  readonly publicKey: Buffer;
+  readonly seq: number;
+  /** `v` as decoded from the wire (byte strings as Uint8Array). */
+  readonly value: unknown;
+  /** bencode(v): what the signature covers and what the 1000-byte limit applies to. */
+  readonly encodedValue: Buffer;
+  readonly signature: Buffer;
+}
+
+export interface MutablePut {
+  readonly publicKey: Uint8Array;
+  readonly seq: number;
+  /** The value to store as `v` (a bencodable dict, list, string or integer). */
+  readonly value: unknown;
+  /** Signs the BEP 44 signable buffer. */
+  readonly sign: (message: Uint8Array) => Uint8Array;
+}
+
+export interface PutOutcome {
+  readonly target: Buffer;
+  /** Nodes that stored the item now. */
+  readonly stored: number;
+  /** Nodes that refused with 302 because they already hold this seq (or a higher one). */
+  readonly alreadyHeld: number;
+  readonly failed: number;
+  /** Highest valid seq the DHT held for this key before the put (null if none). */
+  readonly previousSeq: number | null;
+}
+
+export interface MainlineDhtOptions {
+  readonly nodeId: Buffer;
+  /** Explicit routers; an empty list means none (never the library's public defaults). */
+  readonly bootstrap: readonly HostPort[];
+  readonly host: string;
+  readonly port: number;
+  readonly logger: Logger;
+}
+
+/**
+ * Our adapter over bittorrent-dht: promises with bounded time, BEP 44 verification with our own
+ * signature module, per-node put results, and BEP 42 checks on every node added to the routing
+ * table. bittorrent-dht exposes no per-node put results, so puts are sent here with its KRPC
+ * client to the closest nodes (and their write tokens) that its own get lookup collected.
+ */
+export class MainlineDht {
+  readonly name = 'dht';
+  private dht: DHT | undefined;
+  private violations = 0;
+  private readonly log: Logger;
+
+  constructor(private readonly options: MainlineDhtOptions) {
+    this.log = options.logger.child({ component: 'dht' });
+  }
+
+  async start(): Promise<void> {
+    const dht = new DHT({
+      nodeId: this.options.nodeId,
+      // false, not [], keeps bittorrent-dht from falling back to the public routers.
+      bootstrap: this.options.bootstrap.length > 0 ? this.options.bootstrap.map((b) => `${b.host}:${b.port}`) : false,
+      host: false,
+      verify: (signature, message, publicKey) => verifySignature(publicKey, message, signature),
+      timeout: DHT_QUERY_TIMEOUT_MS,
+    });
+    dht.on('error', (error: Error) => this.log.error({ err: error }, 'DHT socket error'));
+    dht.on('warning', (error: Error) => this.log.debug({ err: error }, 'DHT warning'));
+    dht._rpc.on('node', (node) => this.checkNode(node));
+    await new Promise<void>((resolve, reject) => {
+      const onError = (error: Error) => reject(error);
+      dht.once('error', onError);
+      dht.once('listening', () => {
+        dht.off('error', onError);
+        resolve();
+      });
+      dht.listen(this.options.port, this.options.host);
+    });
+    this.dht = dht;
+    this.log.info({ port: this.port, nodeId: this.nodeId.toString('hex') }, 'DHT listening');
+  }
+
+  async stop(): Promise<void> {
+    const dht = this.dht;
+    this.dht = undefined;
+    if (dht) await new Promise<void>((resolve) => dht.destroy(() => resolve()));
+  }
+
+  get running(): boolean {
+    return this.dht !== undefined;
+  }
+
+  get nodeId(): Buffer {
+    return this.options.nodeId;
+  }
+
+  get port(): number {
+    return this.require().address().port;
+  }
+
+  get routingTableSize(): number {
+    return this.dht?.nodes.count() ?? 0;
+  }
+
+  get bep42Violations(): number {
+    return this.violations;
+  }
+
+  /** Nodes in our routing table (for tests and diagnostics). */
+  contacts(): DhtContact[] {
+    return this.dht?.nodes.toArray() ?? [];
+  }
+
+  addNode(contact: HostPort): void {
+    this.require().addNode({ host: contact.host, port: contact.port });
+  }
+
+  /** Counts nodes whose id is not BEP 42-valid for their address (exempt ranges excepted). */
+  checkNode(node: { id?: Buffer; host: string }): void {
+    if (node.id && !isValidBep42NodeId(node.id, node.host)) {
+      this.violations += 1;
+      this.log.debug({ host: node.host, id: node.id.toString('hex') }, 'BEP 42 violation');
+    }
+  }
+
+  /**
+   * Looks up the highest-seq valid item stored under SHA1(publicKey). Every response is verified
+   * (signature, key, target) and a value over the BEP 44 size limit is ignored. With `useLocal`,
+   * an item that another node stored at this node answers without a lookup.
+   */
+  async getMutable(publicKey: Uint8Array, useLocal = false): Promise<MutableItem | null> {
+    const dht = this.require();
+    const target = mutableTarget(publicKey);
+    const response = await withTimeout(
+      new Promise<GetResponse | null>((resolve, reject) =>
+        dht.get(target, { cache: useLocal }, (error, value) => (error ? reject(error) : resolve(value))),
+      ),
+      'get',
+    );
+    return response ? verifiedItem(response, publicKey) : null;
+  }
+
+  /** Stores a signed mutable item at the K closest nodes; refuses values over 1000 bencoded bytes. */
+  async putMutable(put: MutablePut): Promise<PutOutcome> {
+    const dht = this.require();
+    const encodedValue = Buffer.from(bencode.encode(put.value));
+    if (encodedValue.length > MAX_BEP44_VALUE_BYTES) {
+      throw new RangeError(`value is ${encodedValue.length} bencoded bytes, over the BEP 44 limit of ${MAX_BEP44_VALUE_BYTES}`);
+    }
+    const target = mutableTarget(put.publicKey);
+    // The lookup collects the closest nodes with their write tokens, and tells what the DHT holds.
+    const previous = await this.getMutable(put.publicKey, false);
+    const closest = dht._tables.get(target.toString('hex'))?.closest(target, K) ?? [];
+    const signature = Buffer.from(put.sign(signableBuffer(put.seq, encodedValue)));
+    const results = await Promise.all(
+      closest.map(
+        (node) =>
+          new Promise<'stored' | 'held' | 'failed'>((resolve) => {
+            const message = {
+              q: 'put',
+              a: { id: dht._rpc.id, token: node.token, v: put.value, k: Buffer.from(put.publicKey), seq: put.seq, sig: signature },
+            };
+            dht._rpc.query(node, message, (error) => {
+              if (!error) resolve('stored');
+              else resolve(error.code === BEP44_SEQ_TOO_LOW ? 'held' : 'failed');
+            });
+          }),
+      ),
+    );
+    return {
+      target,
+      stored: results.filter((r) => r === 'stored').length,
+      alreadyHeld: results.filter((r) => r === 'held').length,
+      failed: results.filter((r) => r === 'failed').length,
+      previousSeq: previous?.seq ?? null,
+    };
+  }
+
+  /** BEP 5 announce_peer for `infoHash` with `port` at the closest nodes. */
+  async announce(infoHash: Buffer, port: number): Promise<void> {
+    const dht = this.require();
+    await withTimeout(
+      new Promise<void>((resolve, reject) => dht.announce(infoHash, port, (error) => (error ? reject(error) : resolve()))),
+      'announce',
+    );
+  }
+
+  /** BEP 5 get_peers for `infoHash`: the distinct peer addresses found. */
+  async lookup(infoHash: Buffer): Promise<HostPort[]> {
+    const dht = this.require();
+    const found = new Map<string, HostPort>();
+    const onPeer = (peer: HostPort, hash: Buffer) => {
+      if (hash.equals(infoHash)) found.set(`${peer.host}:${peer.port}`, { host: peer.host, port: peer.port });
+    };
+    dht.on('peer', onPeer);
+    try {
+      await withTimeout(
+        new Promise<void>((resolve, reject) => dht.lookup(infoHash, (error) => (error ? reject(error) : resolve()))),
+        'lookup',
+      );
+    } finally {
+      dht.off('peer', onPeer);
+    }
+    return [...found.values()];
+  }
+
+  private require(): DHT {
+    if (!this.dht) throw new DhtNotRunningError();
+    return this.dht;
+  }
+}
+
+/** Re-checks a response completely: key and signature sizes, target, size limit, signature. */
+function verifiedItem(response: GetResponse, publicKey: Uint8Array): MutableItem | null {
+  const { k, sig, seq } = response;
+  if (!k || !sig || k.length !== PUBLIC_KEY_BYTES || sig.length !== SIGNATURE_BYTES) return null;
+  if (!Buffer.from(k).equals(Buffer.from(publicKey))) return null;
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) return null;
+  const encodedValue = Buffer.from(bencode.encode(response.v));
+  if (encodedValue.length > MAX_BEP44_VALUE_BYTES) return null;
+  if (!verifySignature(k, signableBuffer(seq, encodedValue), sig)) return null;
+  return { publicKey: Buffer.from(k), seq, value: response.v, encodedValue, signature: Buffer.from(sig) };
+}
+
+function withTimeout<T>(promise: Promise<T>, operation: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DhtTimeoutError(operation, DHT_OPERATION_TIMEOUT_MS)), DHT_OPERATION_TIMEOUT_MS);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,111 @@
+import type { MainlineDht } from '../dht/mainline-dht.ts';
+import type { EventBus } from '../events/bus.ts';
+import type { NodeEventMap } from '../events/types.ts';
+import { peerIdFromPublicKey } from '../identity/peer-id.ts';
+import type { Logger } from '../logger.ts';
+import { MetadataInvalidError, type PeerMetadata, decodeMetadata } from './peer-metadata.ts';
+
+/** Entries kept in the cache; the oldest inserted is dropped first. */
+export const METADATA_CACHE_LIMIT = 10_000;
+/** "Nothing found" is remembered for at most this long, so a peer that publishes is seen soon. */
+export const NEGATIVE_CACHE_MS = 10_000;
+
+export interface FetchedMetadata {
+  readonly metadata: PeerMetadata;
+  readonly sequence: number;
+  readonly signature: Buffer;
+  readonly fetchedAt: Date;
+  /** True when served from the cache rather than a DHT lookup. */
+  readonly cached: boolean;
+}
+
+interface CacheEntry {
+  readonly value: FetchedMetadata | null;
+  readonly expires: number;
+}
+
+export interface MetadataFetcherOptions {
+  readonly dht: MainlineDht;
+  readonly bus: EventBus<NodeEventMap>;
+  readonly logger: Logger;
+  /** 0 disables the cache. */
+  readonly ttlMs: number;
+}
+
+/**
+ * Reads peers' metadata from the DHT. Each response is verified by the DHT adapter (signature,
+ * key, size); here the content is validated and its peer_id must be SHA1 of the signing key.
+ * A TTL cache answers repeated reads; concurrent reads of one peer share one lookup; `fresh`
+ * always asks the DHT. Nothing here holds a lock: a slow lookup delays only its own callers.
+ */
+export class MetadataFetcher {
+  private readonly cache = new Map<string, CacheEntry>();
+  private readonly inFlight = new Map<string, Promise<FetchedMetadata | null>>();
+  private lookups = 0;
+  private readonly log: Logger;
+
+  constructor(private readonly options: MetadataFetcherOptions) {
+    this.log = options.logger.child({ component: 'metadata-fetcher' });
+  }
+
+  /** DHT lookups made so far (cache misses). */
+  get lookupCount(): number {
+    return this.lookups;
+  }
+
+  async fetch(publicKey: Uint8Array, options: { fresh?: boolean } = {}): Promise<FetchedMetadata | null> {
+    const peerId = peerIdFromPublicKey(publicKey);
+    if (!options.fresh) {
+      const hit = this.cache.get(peerId);
+      if (hit && hit.expires > Date.now()) {
+        if (hit.value) {
+          this.options.bus.emit('dht.metadata.fetched', { peerId, sequence: hit.value.sequence, cached: true });
+          return { ...hit.value, cached: true };
+        }
+        return null;
+      }
+    }
+    let pending = this.inFlight.get(peerId);
+    if (!pending) {
+      pending = this.lookup(peerId, publicKey).finally(() => this.inFlight.delete(peerId));
+      this.inFlight.set(peerId, pending);
+    }
+    return pending;
+  }
+
+  /** Forgets a peer's cached metadata (e.g. after it told us it changed). */
+  invalidate(peerId: string): void {
+    this.cache.delete(peerId);
+  }
+
+  private async lookup(peerId: string, publicKey: Uint8Array): Promise<FetchedMetadata | null> {
+    this.lookups += 1;
+    const item = await this.options.dht.getMutable(publicKey, false);
+    let result: FetchedMetadata | null = null;
+    if (item) {
+      try {
+        const metadata = decodeMetadata(item.value);
+        if (metadata.peerId !== peerId) {
+          throw new MetadataInvalidError(`metadata claims peer id ${metadata.peerId} but is signed by ${peerId}`);
+        }
+        result = { metadata, sequence: item.seq, signature: item.signature, fetchedAt: new Date(), cached: false };
+        this.options.bus.emit('dht.metadata.fetched', { peerId, sequence: item.seq, cached: false });
+      } catch (error) {
+        this.log.warn({ err: error, peerId }, 'rejected metadata from the DHT');
+      }
+    }
+    this.remember(peerId, result);
+    return result;
+  }
+
+  private remember(peerId: string, value: FetchedMetadata | null): void {
+    const ttl = value ? this.options.ttlMs : Math.min(this.options.ttlMs, NEGATIVE_CACHE_MS);
+    if (ttl <= 0) return;
+    this.cache.delete(peerId);
+    if (this.cache.size >= METADATA_CACHE_LIMIT) {
+      const oldest = this.cache.keys().next().value;
+      if (oldest !== undefined) this.cache.delete(oldest);
+    }
+    this.cache.set(peerId, { value, expires: Date.now() + ttl });
+  }
+}

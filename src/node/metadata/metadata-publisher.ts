@@ -1,0 +1,178 @@
+import type { NodeStateRepository } from '../../db/node-state.ts';
+import type { MainlineDht, PutOutcome } from '../dht/mainline-dht.ts';
+import type { EventBus } from '../events/bus.ts';
+import type { NodeEventMap } from '../events/types.ts';
+import type { NodeIdentity } from '../identity/key-store.ts';
+import type { Logger } from '../logger.ts';
+import { METADATA_VERSION, type PeerMetadata, encodeMetadataChecked, sameContent } from './peer-metadata.ts';
+
+/** The persisted last sequence number handed out; every start and every change takes a new one. */
+export const SEQUENCE_STATE_KEY = 'dht.metadata.sequence';
+/** First retry after a publish that no node stored; doubles up to the republish interval. */
+const FIRST_RETRY_MS = 2_000;
+
+export type MetadataContent = Omit<PeerMetadata, 'peerId' | 'timestamp' | 'version'>;
+
+export interface PublishRecord {
+  readonly sequence: number;
+  readonly at: Date;
+  /** Nodes that hold this sequence now (stored it, or refused with 302 because they had it). */
+  readonly nodesAccepted: number;
+}
+
+export interface MetadataPublisherOptions {
+  readonly dht: MainlineDht;
+  readonly identity: NodeIdentity;
+  readonly nodeState: NodeStateRepository;
+  readonly bus: EventBus<NodeEventMap>;
+  readonly logger: Logger;
+  readonly republishIntervalMs: number;
+  readonly content: MetadataContent;
+  /** Private nodes start held: nothing is published until a relay session exists. */
+  readonly held: boolean;
+}
+
+/**
+ * Publishes this node's metadata as a BEP 44 item under SHA1(public key): at start (unless held),
+ * every `republishIntervalMs` with the same seq, and at once with a new seq when the content
+ * changes. Sequence numbers are allocated through the database before use, so a restarted node
+ * never reuses or lowers one; if the DHT turns out to hold a higher seq (state lost), the next
+ * publish jumps above it.
+ */
+export class MetadataPublisher {
+  readonly name = 'metadata-publisher';
+  private metadata: PeerMetadata;
+  private sequence = 0;
+  private held: boolean;
+  private last: PublishRecord | null = null;
+  private republishTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryDelay = FIRST_RETRY_MS;
+  private running = false;
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly log: Logger;
+
+  constructor(private readonly options: MetadataPublisherOptions) {
+    this.held = options.held;
+    this.metadata = this.build(options.content);
+    this.log = options.logger.child({ component: 'metadata-publisher' });
+  }
+
+  get current(): PeerMetadata {
+    return this.metadata;
+  }
+
+  get currentSequence(): number {
+    return this.sequence;
+  }
+
+  get lastPublish(): PublishRecord | null {
+    return this.last;
+  }
+
+  get isHeld(): boolean {
+    return this.held;
+  }
+
+  start(): void {
+    this.running = true;
+    this.sequence = this.allocateSequence();
+    this.republishTimer = setInterval(() => this.publishInBackground('republish'), this.options.republishIntervalMs);
+    this.republishTimer.unref();
+    if (!this.held) this.publishInBackground('start');
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    clearInterval(this.republishTimer);
+    clearTimeout(this.retryTimer);
+    await this.queue.catch(() => {});
+  }
+
+  /** Stops publishing until release() (a NAT node without relay). */
+  hold(): void {
+    this.held = true;
+  }
+
+  /** Allows publishing again and publishes at once. */
+  release(): Promise<PublishRecord> {
+    this.held = false;
+    return this.publish('release');
+  }
+
+  /** Applies a change; new content gets a new sequence number and is published at once. */
+  update(changes: Partial<MetadataContent>): Promise<PublishRecord | null> {
+    const next = this.build({ ...this.metadata, ...changes });
+    if (sameContent(next, this.metadata)) return Promise.resolve(null);
+    this.metadata = next;
+    this.sequence = this.allocateSequence();
+    return this.held ? Promise.resolve(null) : this.publish('change');
+  }
+
+  /** Publishes the current content and sequence now (also what the republish timer does). */
+  publish(reason: string): Promise<PublishRecord> {
+    // One publish at a time, in order: a change must never be overtaken by an older republish.
+    const run = this.queue.then(() => this.publishOnce(reason));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private publishInBackground(reason: string): void {
+    if (!this.running || this.held) return;
+    this.publish(reason).catch((error: unknown) => this.log.warn({ err: error, reason }, 'metadata publish failed'));
+  }
+
+  private async publishOnce(reason: string): Promise<PublishRecord> {
+    let outcome = await this.put();
+    const previous = outcome.previousSeq;
+    if (previous !== null && previous > this.sequence) {
+      // The DHT holds a newer item signed by our key than our database knows: jump above it.
+      this.sequence = this.allocateSequence(previous);
+      outcome = await this.put();
+    }
+    const accepted = outcome.stored + (outcome.previousSeq === this.sequence ? outcome.alreadyHeld : 0);
+    const record: PublishRecord = { sequence: this.sequence, at: new Date(), nodesAccepted: accepted };
+    this.last = record;
+    this.options.bus.emit('dht.metadata.published', { sequence: record.sequence, nodesAccepted: accepted });
+    this.log.info({ reason, sequence: record.sequence, nodesAccepted: accepted }, 'metadata published');
+    this.scheduleRetry(accepted);
+    return record;
+  }
+
+  private put(): Promise<PutOutcome> {
+    const { value } = encodeMetadataChecked(this.metadata);
+    return this.options.dht.putMutable({
+      publicKey: this.options.identity.publicKey,
+      seq: this.sequence,
+      value,
+      sign: (message) => this.options.identity.sign(message),
+    });
+  }
+
+  /** Nobody holds our item (no DHT neighbours yet?): try again soon rather than in 30 minutes. */
+  private scheduleRetry(accepted: number): void {
+    clearTimeout(this.retryTimer);
+    if (accepted > 0 || !this.running) {
+      this.retryDelay = FIRST_RETRY_MS;
+      return;
+    }
+    this.retryTimer = setTimeout(() => this.publishInBackground('retry'), this.retryDelay);
+    this.retryTimer.unref();
+    this.retryDelay = Math.min(this.retryDelay * 2, this.options.republishIntervalMs);
+  }
+
+  private allocateSequence(atLeastAbove = 0): number {
+    return this.options.nodeState.update<number>(SEQUENCE_STATE_KEY, (n) => Math.max(n ?? 0, atLeastAbove) + 1);
+  }
+
+  private build(content: MetadataContent): PeerMetadata {
+    const metadata: PeerMetadata = {
+      ...content,
+      peerId: this.options.identity.peerId,
+      timestamp: Math.floor(Date.now() / 1000),
+      version: METADATA_VERSION,
+    };
+    encodeMetadataChecked(metadata); // refuse oversize content before it is ever accepted
+    return metadata;
+  }
+}

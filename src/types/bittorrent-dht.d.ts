@@ -1,0 +1,70 @@
+// bittorrent-dht 11 ships no types; this declares the part we use (public API plus the few
+// internals the adapter in src/node/dht/mainline-dht.ts relies on, named there).
+declare module 'bittorrent-dht' {
+  import { EventEmitter } from 'node:events';
+
+  export interface DhtContact {
+    id?: Buffer;
+    host: string;
+    port: number;
+    token?: Buffer;
+  }
+
+  export interface DhtOptions {
+    nodeId?: Buffer;
+    bootstrap?: Array<string | { host: string; port: number }> | false;
+    host?: string | false;
+    verify?: (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array) => boolean;
+    timeout?: number;
+    concurrency?: number;
+    maxValues?: number;
+    maxPeers?: number;
+    maxAge?: number;
+  }
+
+  export interface GetResponse {
+    id: Buffer;
+    v: unknown;
+    k?: Buffer;
+    sig?: Buffer;
+    seq?: number;
+    salt?: Buffer;
+  }
+
+  interface KBucketLike {
+    closest(target: Buffer, n?: number): DhtContact[];
+    toArray(): DhtContact[];
+    count(): number;
+  }
+
+  interface KrpcError extends Error {
+    code?: number;
+  }
+
+  export default class DHT extends EventEmitter {
+    constructor(options?: DhtOptions);
+    nodeId: Buffer;
+    nodes: KBucketLike;
+    listening: boolean;
+    destroyed: boolean;
+    listen(port: number, host: string, callback?: () => void): void;
+    address(): { address: string; port: number; family: string };
+    addNode(node: { host: string; port: number; id?: Buffer }): void;
+    announce(infoHash: Buffer, port: number, callback: (error: Error | null) => void): void;
+    lookup(infoHash: Buffer, callback: (error: Error | null, visited?: number) => void): () => void;
+    get(target: Buffer, options: { cache?: boolean; salt?: Buffer }, callback: (error: Error | null, value: GetResponse | null) => void): void;
+    put(options: unknown, callback: (error: Error | null, target: Buffer, nodes: number) => void): Buffer;
+    destroy(callback?: () => void): void;
+
+    /** Internal: closest-node tables (with write tokens) from the last lookup of each target. */
+    _tables: { get(targetHex: string): KBucketLike | undefined };
+    /** Internal: locally stored items (what other nodes put to us). */
+    _values: { get(targetHex: string): unknown; set(targetHex: string, value: unknown): void };
+    /** Internal: the KRPC client. */
+    _rpc: {
+      id: Buffer;
+      query(node: DhtContact, message: unknown, callback: (error: KrpcError | null, response?: unknown) => void): void;
+      on(event: 'node', listener: (node: DhtContact) => void): void;
+    };
+  }
+}

@@ -26,6 +26,7 @@ export const builder = new SchemaBuilder<{
 });
 
 builder.queryType({});
+builder.mutationType({});
 builder.subscriptionType({});
 
 builder.globalConnectionField('totalCount', (t) =>

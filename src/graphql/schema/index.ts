@@ -4,6 +4,8 @@ import './scalars.ts';
 import './node-info.ts';
 import './known-peers.ts';
 import './events.ts';
+import './metadata.ts';
+import './dht.ts';
 
 /** The API schema. Importing this module has no side effect beyond building the schema. */
 export const schema = lexicographicSortSchema(builder.toSchema());

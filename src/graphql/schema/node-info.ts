@@ -1,7 +1,7 @@
 import type { RemoteNode } from '../../node/node.ts';
 import { builder } from '../builder.ts';
 
-const NodeType = builder.enumType('NodeType', {
+export const NodeType = builder.enumType('NodeType', {
   description: 'Whether the node is reachable from the internet.',
   values: {
     PUBLIC: { value: 'public', description: 'Reachable directly.' },

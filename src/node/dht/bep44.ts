@@ -27,3 +27,16 @@ export function immutableTarget(encodedValue: Uint8Array): Buffer {
 export function encodedSize(value: unknown): number {
   return bencode.encode(value).length;
 }
+
+/**
+ * Length of the bencoded `v` inside a signable buffer (`[4:salt…]3:seqi<n>e1:v<v>`), or -1 if the
+ * buffer has another shape. Lets the DHT's verify hook refuse oversize values before they can be
+ * chosen as the "highest seq" answer.
+ */
+export function valueLengthOfSignable(signable: Uint8Array): number {
+  const buffer = Buffer.from(signable.buffer, signable.byteOffset, signable.byteLength);
+  const seqAt = buffer.indexOf('3:seqi');
+  if (seqAt === -1) return -1;
+  const valueAt = buffer.indexOf('e1:v', seqAt + 6);
+  return valueAt === -1 ? -1 : buffer.length - (valueAt + 4);
+}

@@ -5,7 +5,7 @@ import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../identity/peer-id.ts';
 import { verifySignature } from '../identity/signatures.ts';
 import type { Logger } from '../logger.ts';
 import { isValidBep42NodeId } from './bep42.ts';
-import { mutableTarget, signableBuffer } from './bep44.ts';
+import { mutableTarget, signableBuffer, valueLengthOfSignable } from './bep44.ts';
 import { BEP44_SEQ_TOO_LOW, DHT_OPERATION_TIMEOUT_MS, DHT_QUERY_TIMEOUT_MS, K, MAX_BEP44_VALUE_BYTES } from './constants.ts';
 import { DhtNotRunningError, DhtTimeoutError } from './errors.ts';
 
@@ -58,6 +58,7 @@ export interface MainlineDhtOptions {
 export class MainlineDht {
   readonly name = 'dht';
   private dht: DHT | undefined;
+  private ready: Promise<void> = Promise.resolve();
   private violations = 0;
   private readonly log: Logger;
 
@@ -71,12 +72,18 @@ export class MainlineDht {
       // false, not [], keeps bittorrent-dht from falling back to the public routers.
       bootstrap: this.options.bootstrap.length > 0 ? this.options.bootstrap.map((b) => `${b.host}:${b.port}`) : false,
       host: false,
-      verify: (signature, message, publicKey) => verifySignature(publicKey, message, signature),
+      // Runs on every stored and every fetched item. bittorrent-dht never checks a dict's size and
+      // keeps the highest seq that passes this hook, so the BEP 44 limit is enforced here too.
+      verify: (signature, message, publicKey) => {
+        const valueLength = valueLengthOfSignable(message);
+        return valueLength >= 0 && valueLength <= MAX_BEP44_VALUE_BYTES && verifySignature(publicKey, message, signature);
+      },
       timeout: DHT_QUERY_TIMEOUT_MS,
     });
     dht.on('error', (error: Error) => this.log.error({ err: error }, 'DHT socket error'));
     dht.on('warning', (error: Error) => this.log.debug({ err: error }, 'DHT warning'));
     dht._rpc.on('node', (node) => this.checkNode(node));
+    this.ready = new Promise((resolve) => dht.once('ready', () => resolve()));
     await new Promise<void>((resolve, reject) => {
       const onError = (error: Error) => reject(error);
       dht.once('error', onError);
@@ -94,6 +101,11 @@ export class MainlineDht {
     const dht = this.dht;
     this.dht = undefined;
     if (dht) await new Promise<void>((resolve) => dht.destroy(() => resolve()));
+  }
+
+  /** Resolves when the bootstrap lookup has finished (at once without bootstrap nodes). */
+  whenReady(): Promise<void> {
+    return this.ready;
   }
 
   get running(): boolean {
@@ -236,6 +248,7 @@ function withTimeout<T>(promise: Promise<T>, operation: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new DhtTimeoutError(operation, DHT_OPERATION_TIMEOUT_MS)), DHT_OPERATION_TIMEOUT_MS);
+    timer.unref(); // a lookup cut short by stop() must not hold the process open
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -49,10 +49,10 @@ export class TopicDiscovery {
     void this.runCycle();
   }
 
-  async stop(): Promise<void> {
+  /** A cycle in flight is abandoned (its results ignored), not awaited: stopping never waits on the network. */
+  stop(): void {
     this.running = false;
     clearInterval(this.timer);
-    await this.cycle;
   }
 
   /** Topic peers, most recently seen first. */
@@ -79,7 +79,7 @@ export class TopicDiscovery {
         }
       }
       const found = await dht.lookup(this.infoHash);
-      this.record(found);
+      if (this.running) this.record(found);
     } catch (error) {
       this.log.debug({ err: error }, 'topic discovery cycle failed');
     }

@@ -82,11 +82,11 @@ export class MetadataPublisher {
     if (!this.held) this.publishInBackground('start');
   }
 
-  async stop(): Promise<void> {
+  /** A put in flight is abandoned, not awaited: stopping never waits on the network. */
+  stop(): void {
     this.running = false;
     clearInterval(this.republishTimer);
     clearTimeout(this.retryTimer);
-    await this.queue.catch(() => {});
   }
 
   /** Stops publishing until release() (a NAT node without relay). */

@@ -138,3 +138,19 @@ export function decodeMetadata(value: unknown): PeerMetadata {
 export function sameContent(a: PeerMetadata, b: PeerMetadata): boolean {
   return JSON.stringify({ ...a, timestamp: 0 }) === JSON.stringify({ ...b, timestamp: 0 });
 }
+
+export class MetadataNotFoundError extends RemoteNetworkError {
+  readonly code = 'METADATA_NOT_FOUND';
+
+  constructor(readonly peerId: string) {
+    super(`no valid metadata for peer ${peerId} was found in the DHT`);
+  }
+}
+
+export class PublicationHeldError extends RemoteNetworkError {
+  readonly code = 'PUBLICATION_HELD';
+
+  constructor() {
+    super('metadata publication is held: a private node publishes only once it has a relay session');
+  }
+}

@@ -1,4 +1,5 @@
 import { benchBencode } from './bencode.ts';
+import { benchDht } from './dht.ts';
 import { benchEd25519 } from './ed25519.ts';
 import { benchKnownPeers } from './known-peers.ts';
 import { printSection } from './report.ts';
@@ -8,3 +9,4 @@ console.log(`# Remote Network benchmarks (node ${process.version}, ${new Date().
 printSection('Ed25519 (404-byte message, 2000 ops after warm-up; baseline @noble/ed25519)', benchEd25519());
 printSection('bencode (PeerMetadata-shaped dict)', benchBencode());
 printSection('known_peers in SQLite (WAL, synchronous=NORMAL)', benchKnownPeers());
+printSection(`BEP 44 on a 20-node DHT on 127.0.0.1`, await benchDht());

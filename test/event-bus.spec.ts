@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { EventBus, SubscriberOverflowError } from '../src/node/events/bus.ts';
 import { NODE_EVENT_TYPES, type NodeEventMap } from '../src/node/events/types.ts';
+import { setBounded } from '../src/node/util/bounded-map.ts';
 
 const discovered = (peerId: string) =>
   ({ peerId, topic: 't', isRelay: false, source: 'peer_exchange' }) as const;
@@ -91,5 +92,16 @@ describe('event bus', () => {
     bus.emit('peer.discovered', discovered('b'));
     assert.equal((await waiting).payload.peerId, 'b');
     assert.equal(bus.listenerCount(), 0);
+  });
+});
+
+describe('setBounded', () => {
+  it('keeps the newest entries within the limit, refreshing a re-set key', () => {
+    const map = new Map<string, number>();
+    for (const [i, key] of ['a', 'b', 'c'].entries()) setBounded(map, key, i, 3);
+    setBounded(map, 'a', 9, 3); // a becomes the newest
+    setBounded(map, 'd', 4, 3); // b, now the oldest, goes
+    assert.deepEqual([...map.keys()], ['c', 'a', 'd']);
+    assert.equal(map.get('a'), 9);
   });
 });

@@ -3,6 +3,7 @@ import type { HostPort } from '../config/schema.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import type { Logger } from '../logger.ts';
+import { setBounded } from '../util/bounded-map.ts';
 import { ANNOUNCE_INTERVAL_MS, MAX_TOPIC_PEERS } from './constants.ts';
 import type { MainlineDht } from './mainline-dht.ts';
 
@@ -92,14 +93,8 @@ export class TopicDiscovery {
       if (own && peer.host === own.host && peer.port === own.port) continue;
       const key = `${peer.host}:${peer.port}`;
       const isNew = !this.peers.has(key);
-      this.peers.delete(key);
-      this.peers.set(key, { host: peer.host, port: peer.port, lastSeen: now });
+      setBounded(this.peers, key, { host: peer.host, port: peer.port, lastSeen: now }, MAX_TOPIC_PEERS);
       if (isNew) this.options.bus.emit('dht.topic.peer', { address: key, topic: this.options.topic });
-    }
-    while (this.peers.size > MAX_TOPIC_PEERS) {
-      const oldest = this.peers.keys().next().value;
-      if (oldest === undefined) break;
-      this.peers.delete(oldest);
     }
   }
 }

@@ -1,4 +1,5 @@
 import { type KeyObject, createPublicKey, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto';
+import { setBounded } from '../util/bounded-map.ts';
 import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from './peer-id.ts';
 
 /**
@@ -21,11 +22,7 @@ export function publicKeyObject(publicKey: Uint8Array): KeyObject {
   let key = publicKeyCache.get(cacheKey);
   if (!key) {
     key = createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, publicKey]), format: 'der', type: 'spki' });
-    if (publicKeyCache.size >= PUBLIC_KEY_CACHE_LIMIT) {
-      const oldest = publicKeyCache.keys().next().value;
-      if (oldest !== undefined) publicKeyCache.delete(oldest);
-    }
-    publicKeyCache.set(cacheKey, key);
+    setBounded(publicKeyCache, cacheKey, key, PUBLIC_KEY_CACHE_LIMIT);
   }
   return key;
 }

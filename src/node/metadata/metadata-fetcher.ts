@@ -3,6 +3,7 @@ import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import { peerIdFromPublicKey } from '../identity/peer-id.ts';
 import type { Logger } from '../logger.ts';
+import { setBounded } from '../util/bounded-map.ts';
 import { MetadataInvalidError, type PeerMetadata, decodeMetadata } from './peer-metadata.ts';
 
 /** Entries kept in the cache; the oldest inserted is dropped first. */
@@ -101,11 +102,6 @@ export class MetadataFetcher {
   private remember(peerId: string, value: FetchedMetadata | null): void {
     const ttl = value ? this.options.ttlMs : Math.min(this.options.ttlMs, NEGATIVE_CACHE_MS);
     if (ttl <= 0) return;
-    this.cache.delete(peerId);
-    if (this.cache.size >= METADATA_CACHE_LIMIT) {
-      const oldest = this.cache.keys().next().value;
-      if (oldest !== undefined) this.cache.delete(oldest);
-    }
-    this.cache.set(peerId, { value, expires: Date.now() + ttl });
+    setBounded(this.cache, peerId, { value, expires: Date.now() + ttl }, METADATA_CACHE_LIMIT);
   }
 }

@@ -1,0 +1,53 @@
+import type { HostPort } from '../config/schema.ts';
+
+/**
+ * The transport contract the rest of the node codes against (exchange, lifecycle, discovery).
+ * `QuicTransport` implements it over @matrixai/quic; the peer id of every connection is proven by
+ * mutual TLS (SHA1 of the Ed25519 key in the remote certificate), never claimed.
+ */
+
+export type Direction = 'inbound' | 'outbound';
+
+/** One bidirectional QUIC stream. */
+export interface PeerStream {
+  readonly readable: ReadableStream<Uint8Array>;
+  readonly writable: WritableStream<Uint8Array>;
+  /** Aborts both directions (a reset stream), e.g. after a protocol error. */
+  cancel(reason?: unknown): void;
+}
+
+export interface PeerConnection {
+  /** Unique per connection (two connections to one peer have different ids). */
+  readonly id: string;
+  /** SHA1 of the Ed25519 public key in the remote's TLS certificate, 40 lowercase hex. */
+  readonly remotePeerId: string;
+  /** That key, raw 32 bytes. */
+  readonly remotePublicKey: Uint8Array;
+  readonly remoteAddress: HostPort;
+  readonly direction: Direction;
+  readonly openedAt: Date;
+  openStream(): Promise<PeerStream>;
+  /** Streams the remote opens; set once, before any stream can arrive (at 'connection' time). */
+  onStream(handler: (stream: PeerStream) => void): void;
+  /** Smoothed RTT from the QUIC library, in ms, when known. */
+  rttMs(): number | null;
+  close(reason?: string): Promise<void>;
+  /** Resolves once the connection is closed, for any reason (with that reason). */
+  readonly closed: Promise<string>;
+}
+
+export interface DialOptions {
+  /** When set, a connection whose proven peer id differs is closed at once (PeerIdMismatchError). */
+  readonly expectedPeerId?: string;
+  readonly timeoutMs?: number;
+}
+
+export interface Transport {
+  /** Bound UDP port (after start). */
+  readonly port: number;
+  dial(address: HostPort, options?: DialOptions): Promise<PeerConnection>;
+  /** Every new inbound connection (after TLS, with the peer id proven). */
+  onConnection(handler: (connection: PeerConnection) => void): void;
+  /** Raw UDP from the listening socket (hole punching). */
+  sendRaw(data: Uint8Array, address: HostPort): Promise<void>;
+}

@@ -22,6 +22,18 @@ export interface NodeEventMap {
     to: ConnectionState;
   };
   'connection.rejected': { remoteAddress: string; claimedPeerId: string | null; reason: string };
+  /** An identity + known-peers exchange completed on a connection. */
+  'peer.exchanged': {
+    peerId: string;
+    connectionId: string;
+    remoteAddress: string;
+    /** Our address as the peer sees it. */
+    observedAddress: string | null;
+    dhtPort: number;
+    peersReceived: number;
+    peersDiscovered: number;
+    peersDropped: number;
+  };
 
   'dht.metadata.published': { sequence: number; nodesAccepted: number };
   'dht.metadata.fetched': { peerId: string; sequence: number; cached: boolean };
@@ -56,6 +68,7 @@ export const NODE_EVENT_TYPES = [
   'peer.evicted',
   'connection.state.changed',
   'connection.rejected',
+  'peer.exchanged',
   'dht.metadata.published',
   'dht.metadata.fetched',
   'dht.topic.peer',

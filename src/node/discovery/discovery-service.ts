@@ -1,0 +1,177 @@
+import type { KnownPeersRepository } from '../../db/known-peers.ts';
+import { type HostPort, parseHostPort } from '../config/schema.ts';
+import type { EventBus } from '../events/bus.ts';
+import type { NodeEventMap } from '../events/types.ts';
+import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
+import type { Logger } from '../logger.ts';
+import type { MetadataFetcher } from '../metadata/metadata-fetcher.ts';
+import { setBounded } from '../util/bounded-map.ts';
+
+/** Dials in flight at once. */
+export const MAX_CONCURRENT_DIALS = 8;
+/** Queued dials beyond which new targets wait for the next periodic round. */
+export const MAX_QUEUED_DIALS = 1000;
+const FIRST_BACKOFF_MS = 1_000;
+const MAX_BACKOFF_MS = 5 * 60_000;
+/** Connected peers asked again for their known peers in each periodic round. */
+const REEXCHANGES_PER_ROUND = 3;
+/** Known-but-unconnected peers retried in each periodic round. */
+const RETRIES_PER_ROUND = 50;
+
+type Target = { kind: 'peer'; peerId: string } | { kind: 'address'; address: HostPort };
+
+export interface DiscoveryServiceOptions {
+  readonly connections: ConnectionManager;
+  readonly fetcher: MetadataFetcher;
+  readonly knownPeers: KnownPeersRepository;
+  readonly bus: EventBus<NodeEventMap>;
+  readonly logger: Logger;
+  readonly ownPeerId: string;
+  readonly bootstrap: readonly HostPort[];
+  readonly intervalMs: number;
+  readonly maxConnections: number;
+}
+
+/**
+ * Finds and dials peers: the bootstrap addresses at start, every newly known peer (the discovery
+ * cascade: each connection's exchange teaches more peers, each of which is dialled in turn), and
+ * addresses found on the DHT topic. A peer's address comes from its DHT metadata: public nodes
+ * are dialled directly; NAT nodes are skipped until relayed dialling exists. Dials go through a
+ * bounded queue with exponential backoff per target and respect the connection cap.
+ */
+export class DiscoveryService {
+  readonly name = 'discovery';
+  private readonly queue: Target[] = [];
+  private readonly queued = new Set<string>();
+  private readonly backoff = new Map<string, { failures: number; until: number }>();
+  private inFlight = 0;
+  private running = false;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly unsubscribe: Array<() => void> = [];
+  private readonly log: Logger;
+
+  constructor(private readonly options: DiscoveryServiceOptions) {
+    this.log = options.logger.child({ component: 'discovery' });
+  }
+
+  start(): void {
+    this.running = true;
+    const { bus } = this.options;
+    this.unsubscribe.push(
+      bus.on('peer.discovered', (e) => this.enqueue({ kind: 'peer', peerId: e.payload.peerId })),
+      bus.on('dht.topic.peer', (e) => {
+        const address = parseHostPort(e.payload.address);
+        if (address) this.enqueue({ kind: 'address', address });
+      }),
+    );
+    for (const address of this.options.bootstrap) this.enqueue({ kind: 'address', address });
+    this.timer = setInterval(() => this.periodic(), this.options.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    this.running = false;
+    clearInterval(this.timer);
+    for (const off of this.unsubscribe.splice(0)) off();
+    this.queue.length = 0;
+    this.queued.clear();
+  }
+
+  /** Queue length and dials in flight (diagnostics). */
+  get pending(): { queued: number; inFlight: number } {
+    return { queued: this.queue.length, inFlight: this.inFlight };
+  }
+
+  enqueue(target: Target): void {
+    if (!this.running) return;
+    const key = keyOf(target);
+    if (target.kind === 'peer' && (target.peerId === this.options.ownPeerId || this.options.connections.isConnected(target.peerId))) {
+      return;
+    }
+    const wait = this.backoff.get(key);
+    if (this.queued.has(key) || (wait && wait.until > Date.now()) || this.queue.length >= MAX_QUEUED_DIALS) return;
+    this.queued.add(key);
+    this.queue.push(target);
+    this.pump();
+  }
+
+  /** One periodic round: retry known peers we are not connected to, re-exchange with a few. */
+  periodic(): void {
+    if (!this.running) return;
+    for (const peer of this.options.knownPeers.recent(RETRIES_PER_ROUND, [this.options.ownPeerId])) {
+      this.enqueue({ kind: 'peer', peerId: peer.peerId });
+    }
+    const connected = this.options.connections.list().filter((c) => c.peerId && (c.state === 'IDLE' || c.state === 'CONNECTED'));
+    for (const c of shuffle(connected).slice(0, REEXCHANGES_PER_ROUND)) {
+      this.options.connections.reexchange(c.peerId ?? '').catch((error: unknown) => {
+        this.log.debug({ err: error, peerId: c.peerId }, 're-exchange failed');
+      });
+    }
+  }
+
+  private pump(): void {
+    while (this.running && this.inFlight < MAX_CONCURRENT_DIALS && this.queue.length > 0) {
+      if (this.options.connections.size >= this.options.maxConnections) return;
+      const target = this.queue.shift();
+      if (!target) return;
+      this.queued.delete(keyOf(target));
+      this.inFlight += 1;
+      this.dial(target)
+        .then(() => this.backoff.delete(keyOf(target)))
+        .catch((error: unknown) => this.failed(target, error))
+        .finally(() => {
+          this.inFlight -= 1;
+          this.pump();
+        });
+    }
+  }
+
+  private async dial(target: Target): Promise<void> {
+    if (target.kind === 'address') {
+      await this.options.connections.connect(target.address);
+      return;
+    }
+    if (this.options.connections.isConnected(target.peerId)) return;
+    const address = await this.addressOf(target.peerId);
+    if (address) await this.options.connections.connect(address, target.peerId);
+  }
+
+  /** The seed's strategy: public → direct; NAT with relay → via relay (not yet); NAT alone → skip. */
+  private async addressOf(peerId: string): Promise<HostPort | null> {
+    const peer = this.options.knownPeers.get(peerId);
+    if (!peer) return null;
+    const fetched = await this.options.fetcher.fetch(peer.publicKey);
+    const m = fetched?.metadata;
+    if (!m) throw new Error('no metadata in the DHT yet');
+    if (m.nodeType === 'public' && m.publicIp && m.publicPort) return { host: m.publicIp, port: m.publicPort };
+    return null;
+  }
+
+  private failed(target: Target, error: unknown): void {
+    const key = keyOf(target);
+    // The cached address may be stale (the peer restarted elsewhere): look it up again next time.
+    if (target.kind === 'peer') this.options.fetcher.invalidate(target.peerId);
+    const failures = (this.backoff.get(key)?.failures ?? 0) + 1;
+    const delay = Math.min(FIRST_BACKOFF_MS * 2 ** (failures - 1), MAX_BACKOFF_MS);
+    setBounded(this.backoff, key, { failures, until: Date.now() + delay }, MAX_QUEUED_DIALS * 10);
+    this.log.debug({ target: key, failures, retryInMs: delay, err: error }, 'dial failed');
+    // A peer whose metadata was not published yet is worth another try once the backoff ends.
+    if (this.running && failures < 8) {
+      const retry = setTimeout(() => this.enqueue(target), delay);
+      retry.unref();
+    }
+  }
+}
+
+function keyOf(target: Target): string {
+  return target.kind === 'peer' ? `peer:${target.peerId}` : `addr:${target.address.host}:${target.address.port}`;
+}
+
+function shuffle<T>(items: T[]): T[] {
+  const copy = [...items];
+  for (let i = copy.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [copy[i], copy[j]] = [copy[j] as T, copy[i] as T];
+  }
+  return copy;
+}

@@ -1,0 +1,164 @@
+import type { KnownPeerInput } from '../../db/known-peers.ts';
+import { RemoteNetworkError } from '../errors.ts';
+import type { NodeIdentity } from '../identity/key-store.ts';
+import { peerIdFromPublicKey } from '../identity/peer-id.ts';
+import type { KnownPeersService } from '../peers/known-peers-service.ts';
+import type { PeerConnection } from '../quic/types.ts';
+import { MessageChannel, parse } from '../wire/channel.ts';
+import {
+  type IdentityMessage,
+  type KnownPeerEntry,
+  PROTOCOL_VERSION,
+  identityMessage,
+  knownPeerEntry,
+  knownPeersMessage,
+} from '../wire/messages.ts';
+
+/** The identity a peer claims in the exchange is not the one its TLS certificate proves. */
+export class IdentityMismatchError extends RemoteNetworkError {
+  readonly code = 'IDENTITY_MISMATCH';
+}
+
+export interface ExchangeResult {
+  readonly remote: IdentityMessage;
+  /** Entries in the peer's list. */
+  readonly peersReceived: number;
+  /** Entries dropped as invalid (bad format, or peer_id ≠ SHA1(public_key)). */
+  readonly peersDropped: number;
+  /** Peers that were new to us. */
+  readonly peersDiscovered: number;
+}
+
+/** What this node says about itself; read at each exchange (ports and ids may change). */
+export interface LocalIdentity {
+  readonly identity: NodeIdentity;
+  dhtNodeId(): string;
+  nodeType(): 'public' | 'private';
+  isRelay(): boolean;
+  topic(): string;
+  dhtPort(): number;
+  listenAddresses(): string[];
+}
+
+export interface IdentityExchangerOptions {
+  readonly local: LocalIdentity;
+  readonly knownPeers: KnownPeersService;
+  readonly maxPeersToShare: number;
+}
+
+/**
+ * The seed's two-phase exchange, run once on every new connection over one stream the dialer
+ * opens: both sides send their identity, then up to `maxPeersToShare` known peers (most recently
+ * seen first, neither party included). No DHT lookup happens here: the exchange is local work only.
+ */
+export class IdentityExchanger {
+  constructor(private readonly options: IdentityExchangerOptions) {}
+
+  /** Dialer side: opens the stream and leads the conversation. */
+  async initiate(connection: PeerConnection): Promise<ExchangeResult> {
+    const channel = new MessageChannel(await connection.openStream());
+    try {
+      await channel.send(this.identityFor(connection));
+      const remote = this.checkIdentity(await channel.receive(identityMessage, 'identity'), connection);
+      await channel.send(this.knownPeersFor(remote.peer_id));
+      const list = await channel.receive(knownPeersMessage, 'known_peers');
+      await channel.close();
+      return this.store(remote, list.peers);
+    } catch (error) {
+      await channel.fail(error);
+      throw error;
+    }
+  }
+
+  /** Listener side: the stream's first message was `identity`. */
+  async respond(connection: PeerConnection, channel: MessageChannel, first: Record<string, unknown>): Promise<ExchangeResult> {
+    try {
+      const remote = this.checkIdentity(parse(identityMessage, first, 'identity'), connection);
+      await channel.send(this.identityFor(connection));
+      const list = await channel.receive(knownPeersMessage, 'known_peers');
+      await channel.send(this.knownPeersFor(remote.peer_id));
+      await channel.close();
+      return this.store(remote, list.peers);
+    } catch (error) {
+      await channel.fail(error);
+      throw error;
+    }
+  }
+
+  private identityFor(connection: PeerConnection): IdentityMessage {
+    const { local } = this.options;
+    return {
+      type: 'identity',
+      protocol_version: PROTOCOL_VERSION,
+      peer_id: local.identity.peerId,
+      dht_node_id: local.dhtNodeId(),
+      public_key: Buffer.from(local.identity.publicKey).toString('hex'),
+      node_type: local.nodeType(),
+      is_relay: local.isRelay(),
+      topic: local.topic(),
+      dht_port: local.dhtPort(),
+      listen_addresses: local.listenAddresses(),
+      observed_address: formatAddress(connection.remoteAddress),
+    };
+  }
+
+  /** peer_id = SHA1(public_key) = the key TLS proved; anything else ends the connection. */
+  private checkIdentity(remote: IdentityMessage, connection: PeerConnection): IdentityMessage {
+    const keyHex = Buffer.from(connection.remotePublicKey).toString('hex');
+    if (peerIdFromPublicKey(Buffer.from(remote.public_key, 'hex')) !== remote.peer_id) {
+      throw new IdentityMismatchError(`claimed peer id ${remote.peer_id} is not SHA1 of the claimed public key`);
+    }
+    if (remote.peer_id !== connection.remotePeerId || remote.public_key !== keyHex) {
+      throw new IdentityMismatchError(
+        `claimed peer id ${remote.peer_id} differs from ${connection.remotePeerId} proven by the TLS certificate`,
+      );
+    }
+    return remote;
+  }
+
+  private knownPeersFor(remotePeerId: string) {
+    const { local, knownPeers, maxPeersToShare } = this.options;
+    const peers: KnownPeerEntry[] = knownPeers.repository
+      .recent(maxPeersToShare, [local.identity.peerId, remotePeerId])
+      .map((p) => ({
+        peer_id: p.peerId,
+        dht_node_id: p.dhtNodeId,
+        public_key: Buffer.from(p.publicKey).toString('hex'),
+        is_relay: p.isRelay,
+      }));
+    return { type: 'known_peers' as const, topic: local.topic(), peers, count: peers.length };
+  }
+
+  private store(remote: IdentityMessage, entries: readonly unknown[]): ExchangeResult {
+    const inputs: KnownPeerInput[] = [
+      {
+        publicKey: Buffer.from(remote.public_key, 'hex'),
+        dhtNodeId: remote.dht_node_id,
+        isRelay: remote.is_relay,
+        topic: remote.topic,
+        source: 'identity_exchange',
+      },
+    ];
+    let dropped = 0;
+    for (const entry of entries) {
+      const parsed = knownPeerEntry.safeParse(entry);
+      if (!parsed.success || peerIdFromPublicKey(Buffer.from(parsed.data.public_key, 'hex')) !== parsed.data.peer_id) {
+        dropped += 1;
+        continue;
+      }
+      inputs.push({
+        publicKey: Buffer.from(parsed.data.public_key, 'hex'),
+        dhtNodeId: parsed.data.dht_node_id,
+        isRelay: parsed.data.is_relay,
+        topic: remote.topic,
+        source: 'peer_exchange',
+      });
+    }
+    const result = this.options.knownPeers.record(inputs);
+    return { remote, peersReceived: entries.length, peersDropped: dropped, peersDiscovered: result.inserted.length };
+  }
+}
+
+export function formatAddress(address: { host: string; port: number }): string {
+  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+}

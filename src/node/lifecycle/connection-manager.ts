@@ -1,0 +1,373 @@
+import type { HostPort } from '../config/schema.ts';
+import { RemoteNetworkError } from '../errors.ts';
+import type { EventBus } from '../events/bus.ts';
+import type { ConnectionState, NodeEventMap } from '../events/types.ts';
+import { type ExchangeResult, type IdentityExchanger, formatAddress } from '../exchange/identity-exchange.ts';
+import type { Logger } from '../logger.ts';
+import type { Direction, PeerConnection, PeerStream, Transport } from '../quic/types.ts';
+import { MessageChannel, isProtocolError } from '../wire/channel.ts';
+import { MAX_PROTOCOL_ERRORS, READ_TIMEOUT_MS } from '../wire/constants.ts';
+import { UnexpectedMessageError } from '../wire/errors.ts';
+
+export class ConnectionLimitError extends RemoteNetworkError {
+  readonly code = 'CONNECTION_LIMIT';
+}
+
+/** What the node and the API see of a connection. */
+export interface ConnectionInfo {
+  readonly id: string;
+  readonly peerId: string | null;
+  readonly remoteAddress: string;
+  readonly direction: Direction;
+  readonly state: ConnectionState;
+  readonly activeStreams: number;
+  readonly lastActivity: Date;
+  readonly openedAt: Date;
+  readonly rttMs: number | null;
+  readonly viaRelay: boolean;
+}
+
+/** A handler for streams whose first message has a given type (the exchange, later relay…). */
+export type StreamHandler = (connection: PeerConnection, channel: MessageChannel, first: Record<string, unknown>) => Promise<void>;
+
+interface Tracked {
+  /** 'pending-N' while dialling, then the connection's id. */
+  id: string;
+  connection: PeerConnection | null;
+  peerId: string | null;
+  readonly remoteAddress: string;
+  readonly direction: Direction;
+  state: ConnectionState;
+  activeStreams: number;
+  lastActivity: Date;
+  readonly openedAt: Date;
+  protocolErrors: number;
+}
+
+export interface ConnectionManagerOptions {
+  readonly transport: Transport;
+  readonly exchanger: IdentityExchanger;
+  readonly bus: EventBus<NodeEventMap>;
+  readonly logger: Logger;
+  readonly idleTimeoutMs: number;
+  readonly cleanupIntervalMs: number;
+  readonly maxConnections: number;
+  readonly ownPeerId: string;
+}
+
+let pendingIds = 0;
+
+/**
+ * Every connection's lifecycle: CONNECTING while dialling or until the identity exchange is done,
+ * then CONNECTED while streams are open and IDLE when none are, STALE when idle past the timeout
+ * (then closed), CLOSED at the end. Each transition is a `connection.state.changed` event.
+ * Inbound streams are dispatched by the type of their first message; a peer that keeps breaking
+ * the protocol is disconnected.
+ */
+export class ConnectionManager {
+  readonly name = 'connections';
+  private readonly tracked = new Map<string, Tracked>();
+  private readonly handlers = new Map<string, StreamHandler>();
+  private cleanupTimer: NodeJS.Timeout | undefined;
+  private readonly log: Logger;
+
+  constructor(private readonly options: ConnectionManagerOptions) {
+    this.log = options.logger.child({ component: 'connections' });
+    this.handle('identity', async (connection, channel, first) => {
+      const result = await options.exchanger.respond(connection, channel, first);
+      this.exchanged(connection, result);
+    });
+  }
+
+  handle(type: string, handler: StreamHandler): void {
+    this.handlers.set(type, handler);
+  }
+
+  start(): void {
+    this.options.transport.onConnection((connection) => this.accept(connection));
+    this.cleanupTimer = setInterval(() => this.closeStale(), this.options.cleanupIntervalMs);
+    this.cleanupTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.cleanupTimer);
+    await Promise.all([...this.tracked.values()].map((t) => t.connection?.close('node stopping')));
+  }
+
+  list(state?: ConnectionState): ConnectionInfo[] {
+    return [...this.tracked.values()].filter((t) => !state || t.state === state).map((t) => this.info(t));
+  }
+
+  /** The live connection to a peer (the exchange done), if any. */
+  byPeer(peerId: string): ConnectionInfo | undefined {
+    const t = this.livePeer(peerId);
+    return t ? this.info(t) : undefined;
+  }
+
+  isConnected(peerId: string): boolean {
+    return this.livePeer(peerId) !== undefined;
+  }
+
+  get size(): number {
+    return this.tracked.size;
+  }
+
+  /** Dials, runs the exchange, and returns the connection (an existing one to the same peer is reused). */
+  async connect(address: HostPort, expectedPeerId?: string): Promise<ConnectionInfo> {
+    const existing = expectedPeerId ? this.livePeer(expectedPeerId) : undefined;
+    if (existing) return this.info(existing);
+    if (this.tracked.size >= this.options.maxConnections) {
+      throw new ConnectionLimitError(`already ${this.tracked.size} connections (limit ${this.options.maxConnections})`);
+    }
+    const record = this.track({
+      id: `pending-${++pendingIds}`,
+      connection: null,
+      peerId: expectedPeerId ?? null,
+      remoteAddress: formatAddress(address),
+      direction: 'outbound',
+    });
+    try {
+      const connection = await this.options.transport.dial(address, expectedPeerId ? { expectedPeerId } : {});
+      this.tracked.delete(record.id);
+      const live = this.adopt(connection, record);
+      if (!live) throw new DuplicateConnectionError();
+      const result = await this.withStream(live, () => this.options.exchanger.initiate(connection));
+      this.exchanged(connection, result);
+      return this.info(live);
+    } catch (error) {
+      if (record.connection === null) {
+        this.transition(record, 'CLOSED');
+        this.tracked.delete(record.id);
+      }
+      const winner = error instanceof DuplicateConnectionError ? this.livePeer(record.peerId ?? '') : undefined;
+      if (winner) return this.info(winner);
+      throw error;
+    }
+  }
+
+  async disconnect(peerId: string, reason = 'disconnect requested'): Promise<boolean> {
+    const matching = [...this.tracked.values()].filter((t) => t.peerId === peerId && t.connection);
+    await Promise.all(matching.map((t) => t.connection?.close(reason)));
+    return matching.length > 0;
+  }
+
+  /** Runs `work` on a stream of the connection to `peerId`, counted as active meanwhile. */
+  async withPeerStream<T>(peerId: string, work: (stream: PeerStream, connection: PeerConnection) => Promise<T>): Promise<T> {
+    const t = this.livePeer(peerId);
+    if (!t?.connection) throw new NotConnectedError(peerId);
+    const connection = t.connection;
+    return this.withStream(t, async () => work(await connection.openStream(), connection));
+  }
+
+  /** Re-runs the exchange over an open connection (periodic discovery). */
+  async reexchange(peerId: string): Promise<ExchangeResult> {
+    const t = this.livePeer(peerId);
+    if (!t?.connection) throw new NotConnectedError(peerId);
+    const connection = t.connection;
+    const result = await this.withStream(t, () => this.options.exchanger.initiate(connection));
+    this.exchanged(connection, result);
+    return result;
+  }
+
+  private accept(connection: PeerConnection): void {
+    if (this.tracked.size >= this.options.maxConnections) {
+      void connection.close('too many connections');
+      return;
+    }
+    const record = this.adopt(connection, null);
+    if (!record) return;
+    // The dialer must start the exchange promptly; a silent connection is dropped.
+    const deadline = setTimeout(() => {
+      if (record.state === 'CONNECTING') void connection.close('no identity exchange');
+    }, READ_TIMEOUT_MS);
+    deadline.unref();
+  }
+
+  /**
+   * Starts tracking a connection whose peer TLS proved. With two connections to one peer (both
+   * dialled at once), both sides keep the one dialled by the smaller peer id; null if this one lost.
+   */
+  private adopt(connection: PeerConnection, pending: Tracked | null): Tracked | null {
+    const other = this.livePeer(connection.remotePeerId, true);
+    if (other?.connection) {
+      const dialerOf = (c: PeerConnection) => (c.direction === 'outbound' ? this.options.ownPeerId : c.remotePeerId);
+      if (dialerOf(other.connection) <= dialerOf(connection)) {
+        void connection.close('duplicate connection');
+        return null;
+      }
+      void other.connection.close('duplicate connection');
+    }
+    const record =
+      pending ??
+      this.track({
+        id: connection.id,
+        connection,
+        peerId: connection.remotePeerId,
+        remoteAddress: formatAddress(connection.remoteAddress),
+        direction: connection.direction,
+      });
+    if (pending) {
+      pending.id = connection.id;
+      pending.connection = connection;
+      pending.peerId = connection.remotePeerId;
+      this.tracked.set(connection.id, pending);
+    }
+    connection.onStream((stream) => void this.dispatch(record, connection, stream));
+    void connection.closed.then((reason) => {
+      this.transition(record, 'CLOSED', reason);
+      this.tracked.delete(record.id);
+    });
+    return record;
+  }
+
+  private track(init: Pick<Tracked, 'id' | 'connection' | 'peerId' | 'remoteAddress' | 'direction'>): Tracked {
+    const now = new Date();
+    const record: Tracked = { ...init, state: 'CONNECTING', activeStreams: 0, lastActivity: now, openedAt: now, protocolErrors: 0 };
+    this.tracked.set(record.id, record);
+    this.options.bus.emit('connection.state.changed', {
+      peerId: record.peerId,
+      connectionId: record.id,
+      remoteAddress: record.remoteAddress,
+      from: null,
+      to: 'CONNECTING',
+    });
+    return record;
+  }
+
+  private async dispatch(record: Tracked, connection: PeerConnection, stream: PeerStream): Promise<void> {
+    const channel = new MessageChannel(stream);
+    await this.withStream(record, async () => {
+      try {
+        const first = await channel.receiveAny();
+        const handler = this.handlers.get(first.type);
+        if (!handler) throw new UnexpectedMessageError(`no protocol starts with a ${first.type.slice(0, 40)} message`);
+        await handler(connection, channel, first.body);
+      } catch (error) {
+        await channel.fail(error);
+        this.onStreamError(record, connection, error);
+      }
+    }).catch(() => {});
+  }
+
+  private onStreamError(record: Tracked, connection: PeerConnection, error: unknown): void {
+    if (error instanceof RemoteNetworkError && error.code === 'IDENTITY_MISMATCH') {
+      this.reject(connection, error.message);
+      return;
+    }
+    if (isProtocolError(error)) {
+      record.protocolErrors += 1;
+      this.log.debug({ peerId: record.peerId, err: error }, 'protocol error');
+      if (record.protocolErrors >= MAX_PROTOCOL_ERRORS) void connection.close(`${record.protocolErrors} protocol errors`);
+    }
+  }
+
+  private reject(connection: PeerConnection, reason: string): void {
+    this.options.bus.emit('connection.rejected', {
+      remoteAddress: formatAddress(connection.remoteAddress),
+      claimedPeerId: connection.remotePeerId,
+      reason,
+    });
+    void connection.close(reason);
+  }
+
+  private exchanged(connection: PeerConnection, result: ExchangeResult): void {
+    this.options.bus.emit('peer.exchanged', {
+      peerId: connection.remotePeerId,
+      connectionId: connection.id,
+      remoteAddress: formatAddress(connection.remoteAddress),
+      observedAddress: result.remote.observed_address,
+      dhtPort: result.remote.dht_port,
+      peersReceived: result.peersReceived,
+      peersDiscovered: result.peersDiscovered,
+      peersDropped: result.peersDropped,
+    });
+  }
+
+  private async withStream<T>(record: Tracked, work: () => Promise<T>): Promise<T> {
+    record.activeStreams += 1;
+    record.lastActivity = new Date();
+    this.settle(record);
+    try {
+      return await work();
+    } catch (error) {
+      if (error instanceof RemoteNetworkError && error.code === 'IDENTITY_MISMATCH' && record.connection) {
+        this.reject(record.connection, error.message);
+      }
+      throw error;
+    } finally {
+      record.activeStreams -= 1;
+      record.lastActivity = new Date();
+      this.settle(record);
+    }
+  }
+
+  /** CONNECTED with streams open, IDLE without; never revives a closed connection. */
+  private settle(record: Tracked): void {
+    if (record.state === 'CLOSED' || !record.connection) return;
+    this.transition(record, record.activeStreams > 0 ? 'CONNECTED' : 'IDLE');
+  }
+
+  private closeStale(): void {
+    const now = Date.now();
+    for (const record of this.tracked.values()) {
+      if (record.state !== 'IDLE' || record.activeStreams > 0) continue;
+      if (now - record.lastActivity.getTime() < this.options.idleTimeoutMs) continue;
+      this.transition(record, 'STALE');
+      this.log.debug({ peerId: record.peerId }, 'closing stale connection');
+      void record.connection?.close('idle timeout');
+    }
+  }
+
+  private transition(record: Tracked, to: ConnectionState, reason?: string): void {
+    if (record.state === to || record.state === 'CLOSED') return;
+    const from = record.state;
+    record.state = to;
+    this.options.bus.emit('connection.state.changed', {
+      peerId: record.peerId,
+      connectionId: record.id,
+      remoteAddress: record.remoteAddress,
+      from,
+      to,
+    });
+    if (reason) this.log.debug({ peerId: record.peerId, reason }, `connection ${to.toLowerCase()}`);
+  }
+
+  private livePeer(peerId: string, includeConnecting = false): Tracked | undefined {
+    for (const t of this.tracked.values()) {
+      if (t.peerId !== peerId || !t.connection || t.state === 'CLOSED' || t.state === 'STALE') continue;
+      if (includeConnecting || t.state !== 'CONNECTING') return t;
+    }
+    return undefined;
+  }
+
+  private info(t: Tracked): ConnectionInfo {
+    return {
+      id: t.id,
+      peerId: t.peerId,
+      remoteAddress: t.remoteAddress,
+      direction: t.direction,
+      state: t.state,
+      activeStreams: t.activeStreams,
+      lastActivity: t.lastActivity,
+      openedAt: t.openedAt,
+      rttMs: t.connection?.rttMs() ?? null,
+      viaRelay: false,
+    };
+  }
+}
+
+class DuplicateConnectionError extends RemoteNetworkError {
+  readonly code = 'DUPLICATE_CONNECTION';
+
+  constructor() {
+    super('a connection to this peer already exists');
+  }
+}
+
+export class NotConnectedError extends RemoteNetworkError {
+  readonly code = 'NOT_CONNECTED';
+
+  constructor(readonly peerId: string) {
+    super(`not connected to peer ${peerId}`);
+  }
+}

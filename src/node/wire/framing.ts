@@ -1,0 +1,83 @@
+import { FRAME_HEADER_BYTES, MAX_FRAME_BYTES, READ_TIMEOUT_MS } from './constants.ts';
+import { FrameTooLargeError, ReadTimeoutError, StreamEndedError } from './errors.ts';
+
+/**
+ * Length-prefixed frames over a byte stream: a 4-byte big-endian length, then the payload.
+ * Reading checks the announced length against the limit before buffering any of the payload,
+ * and every read has a deadline.
+ */
+export class FrameReader {
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private buffer: Buffer = Buffer.alloc(0);
+  private ended = false;
+
+  constructor(
+    readable: ReadableStream<Uint8Array>,
+    private readonly maxFrameBytes = MAX_FRAME_BYTES,
+  ) {
+    this.reader = readable.getReader();
+  }
+
+  /** The next frame's payload, or null when the stream ended cleanly between frames. */
+  async next(timeoutMs = READ_TIMEOUT_MS): Promise<Buffer | null> {
+    const deadline = Date.now() + timeoutMs;
+    if (!(await this.fill(FRAME_HEADER_BYTES, deadline, timeoutMs))) {
+      if (this.buffer.length === 0) return null;
+      throw new StreamEndedError('stream ended inside a frame header');
+    }
+    const length = this.buffer.readUInt32BE(0);
+    if (length > this.maxFrameBytes) throw new FrameTooLargeError(length, this.maxFrameBytes);
+    if (!(await this.fill(FRAME_HEADER_BYTES + length, deadline, timeoutMs))) {
+      throw new StreamEndedError(`stream ended inside a ${length}-byte frame`);
+    }
+    const payload = this.buffer.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + length);
+    this.buffer = this.buffer.subarray(FRAME_HEADER_BYTES + length);
+    return payload;
+  }
+
+  release(): void {
+    this.reader.releaseLock();
+  }
+
+  private async fill(bytes: number, deadline: number, timeoutMs: number): Promise<boolean> {
+    while (this.buffer.length < bytes) {
+      if (this.ended) return false;
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) throw new ReadTimeoutError(timeoutMs);
+      const chunk = await readWithin(this.reader, remaining, timeoutMs);
+      if (chunk.done) {
+        this.ended = true;
+        return false;
+      }
+      this.buffer = this.buffer.length === 0 ? Buffer.from(chunk.value) : Buffer.concat([this.buffer, chunk.value]);
+    }
+    return true;
+  }
+}
+
+async function readWithin(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  remainingMs: number,
+  timeoutMs: number,
+): Promise<ReadableStreamReadResult<Uint8Array>> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      reader.read(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new ReadTimeoutError(timeoutMs)), remainingMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Header and payload in one buffer, so a frame is one write (no per-chunk awaits of ours). */
+export function encodeFrame(payload: Uint8Array, maxFrameBytes = MAX_FRAME_BYTES): Buffer {
+  if (payload.length > maxFrameBytes) throw new FrameTooLargeError(payload.length, maxFrameBytes);
+  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
+  frame.writeUInt32BE(payload.length, 0);
+  frame.set(payload, FRAME_HEADER_BYTES);
+  return frame;
+}

@@ -6,22 +6,13 @@ import { createClient as createWsClient } from 'graphql-ws';
 import { createClient as createSseClient } from 'graphql-sse';
 import WebSocket from 'ws';
 import type { Daemon } from '../src/daemon.ts';
-import { startTestDaemon } from './helpers/daemon.ts';
+import { startTestDaemon, subscriptionActive } from './helpers/daemon.ts';
 import { type GraphQLResponse, gql } from './helpers/graphql.ts';
 import { peerIdOf, randomPeer } from './helpers/peers.ts';
 
 const TOKEN = 'test-token-0123456789abcdef';
 
 const peer = randomPeer;
-
-/** Resolves once the bus has more listeners than before (a subscription became active). */
-async function subscriptionActive(daemon: Daemon, before: number): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (daemon.node.bus.listenerCount() <= before) {
-    if (Date.now() > deadline) throw new Error('subscription never became active');
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-}
 
 /** POST with headers that fetch refuses to set (Host). */
 function rawPost(url: string, query: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
@@ -228,7 +219,7 @@ describe('GraphQL subscriptions', () => {
       query: 'subscription { events(types: ["peer.discovered"]) { type seq at payload } }',
     });
     const first = events.next();
-    await subscriptionActive(daemon, before);
+    await subscriptionActive(daemon.node, before);
     const input = peer();
     daemon.node.bus.emit('node.stopping', { peerId: 'filtered-out', reason: 'not subscribed to this type' });
     daemon.node.knownPeers.record([input]);
@@ -263,7 +254,7 @@ describe('GraphQL subscriptions', () => {
       query: 'subscription { events(types: ["peer.discovered"]) { type payload } }',
     });
     const first = events.next();
-    await subscriptionActive(daemon, before);
+    await subscriptionActive(daemon.node, before);
     const input = peer();
     daemon.node.knownPeers.record([input]);
     const { value } = await first;

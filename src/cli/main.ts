@@ -1,3 +1,4 @@
+import { lookup } from 'node:dns/promises';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
@@ -10,6 +11,7 @@ import type { Config } from '../node/config/schema.ts';
 import { RemoteNetworkError } from '../node/errors.ts';
 import { loadOrCreateIdentity } from '../node/identity/key-store.ts';
 import { NODE_VERSION } from '../node/version.ts';
+import { MAX_DEVNET_NODES, startDevnet } from './devnet.ts';
 import { formatPeersTable } from './peers-table.ts';
 
 /** Exit codes: 2 = configuration problem, 1 = any other failure to start or run. */
@@ -61,23 +63,68 @@ function withSettingFlags(command: Command, only?: ReadonlyArray<string>): Comma
 async function runStart(values: FlagValues): Promise<void> {
   const config = configFromFlags(values);
   const daemon = await startDaemon(config);
+  stopOnSignals((reason) => daemon.stop(reason));
+}
+
+/** SIGINT/SIGTERM stop cleanly and exit 0; a second signal exits at once. */
+function stopOnSignals(stop: (reason: string) => Promise<void>): void {
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals += 1;
     if (signals > 1) {
-      daemon.node.logger.warn({ signal }, 'second signal: exiting without a clean stop');
+      console.error(`remote-network: second ${signal}: exiting without a clean stop`);
       process.exit(EXIT_FAILURE);
     }
-    daemon
-      .stop(`received ${signal}`)
+    stop(`received ${signal}`)
       .then(() => process.exit(0))
       .catch((error: unknown) => {
-        daemon.node.logger.error({ err: error }, 'stop failed');
+        console.error('remote-network: stop failed', error);
         process.exit(EXIT_FAILURE);
       });
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+}
+
+async function runDevnet(values: FlagValues): Promise<void> {
+  const nodes = Number(values.nodes);
+  const apiPortBase = Number(values.apiPortBase);
+  if (!Number.isInteger(nodes) || nodes < 1 || nodes > MAX_DEVNET_NODES) {
+    throw new CliUsageError(`--nodes must be an integer from 1 to ${MAX_DEVNET_NODES}`);
+  }
+  if (!Number.isInteger(apiPortBase) || apiPortBase < 0 || apiPortBase + nodes > 65535) {
+    throw new CliUsageError('--api-port-base must be 0 or a port that leaves room for every node');
+  }
+  const devnet = await startDevnet({
+    nodes,
+    apiPortBase,
+    dataDir: String(values.dataDir),
+    logLevel: String(values.logLevel),
+  });
+  console.log(`devnet of ${nodes} node(s) on 127.0.0.1 (its own DHT; nothing leaves this machine). Ctrl-C stops it.`);
+  for (const [i, d] of devnet.daemons.entries()) console.log(`node ${i}: peer ${d.node.peerId}  GraphQL ${d.api.url}`);
+  stopOnSignals(() => devnet.stop());
+}
+
+/** `npm start`: a node on the internet when the DHT routers resolve, else a local devnet. */
+async function runQuickstart(values: FlagValues): Promise<void> {
+  const config = configFromFlags(values);
+  if (await internetReachable(config.dht.bootstrap_nodes.map((b) => b.host))) {
+    await runStart(values);
+    return;
+  }
+  console.log('The DHT routers cannot be reached from here: starting a local devnet instead.');
+  await runDevnet({ nodes: '3', apiPortBase: String(config.api.port), dataDir: join(config.node.data_dir, 'devnet'), logLevel: 'warn' });
+}
+
+async function internetReachable(hosts: readonly string[]): Promise<boolean> {
+  const attempts = hosts.map((host) =>
+    Promise.race([
+      lookup(host).then(() => true),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 3000).unref()),
+    ]).catch(() => false),
+  );
+  return (await Promise.all(attempts)).some(Boolean);
 }
 
 function runKeyInfo(values: FlagValues): void {
@@ -146,6 +193,19 @@ export function buildProgram(): Command {
     .addOption(new Option('--limit <n>', 'how many to list').default('50'))
     .option('--json', 'print JSON')
     .action((values: FlagValues) => runPeers(values));
+
+  withSettingFlags(program.command('quickstart').description('start a node, or a local devnet when the internet is unreachable'))
+    .option('--relay', 'offer relay service (sets [relay] relay_mode = true)')
+    .action((values: FlagValues) => runQuickstart(values));
+
+  program
+    .command('devnet')
+    .description('run N public nodes on 127.0.0.1 with their own private DHT and GraphQL APIs')
+    .addOption(new Option('--nodes <n>', 'how many nodes').default('3'))
+    .addOption(new Option('--api-port-base <port>', 'node i serves GraphQL on this port + i (0 = any free port)').default('8080'))
+    .addOption(new Option('--data-dir <dir>', 'where the nodes keep keys and databases').default('./data/devnet'))
+    .addOption(new Option('--log-level <level>', 'log level').default('warn'))
+    .action((values: FlagValues) => runDevnet(values));
 
   return program;
 }

@@ -3,10 +3,15 @@ import { join, resolve } from 'node:path';
 import { DATABASE_FILE, type OpenedDatabase, openDatabase } from '../db/client.ts';
 import { KnownPeersRepository } from '../db/known-peers.ts';
 import { NodeStateRepository } from '../db/node-state.ts';
-import type { Config, HostPort } from './config/schema.ts';
+import { type Config, type HostPort, parseHostPort } from './config/schema.ts';
 import { chooseNodeId } from './dht/bep42.ts';
 import { MainlineDht } from './dht/mainline-dht.ts';
 import { TopicDiscovery } from './dht/topic-discovery.ts';
+import { DiscoveryService } from './discovery/discovery-service.ts';
+import { resolvePeerAddress } from './discovery/peer-address.ts';
+import { IdentityExchanger, formatAddress } from './exchange/identity-exchange.ts';
+import { type ConnectionInfo, ConnectionManager } from './lifecycle/connection-manager.ts';
+import { QuicTransport } from './quic/quic-transport.ts';
 import { EventBus } from './events/bus.ts';
 import type { NodeEventMap } from './events/types.ts';
 import { type NodeIdentity, loadOrCreateIdentity } from './identity/key-store.ts';
@@ -45,6 +50,9 @@ export class RemoteNode {
   readonly topicDiscovery: TopicDiscovery;
   readonly metadataPublisher: MetadataPublisher;
   readonly metadataFetcher: MetadataFetcher;
+  readonly transport: QuicTransport;
+  readonly connections: ConnectionManager;
+  readonly discovery: DiscoveryService;
 
   private readonly components: Component[];
   private stopping: Promise<void> | undefined;
@@ -91,7 +99,7 @@ export class RemoteNode {
       bus: this.bus,
       logger,
       republishIntervalMs: config.dht.metadata_republish_interval * 1000,
-      content: this.initialMetadata(specificHost),
+      content: () => this.initialMetadata(specificHost),
       // The seed: a NAT node publishes only once it has a relay session.
       held: this.nodeType === 'private',
     });
@@ -101,7 +109,72 @@ export class RemoteNode {
       logger,
       ttlMs: config.dht.metadata_cache_ttl * 1000,
     });
-    this.components = [this.dht, this.topicDiscovery, this.metadataPublisher];
+    const idleTimeoutMs = config.quic.quic_idle_timeout * 1000;
+    this.transport = new QuicTransport({
+      identity,
+      host: config.node.listen_host,
+      port: config.quic.quic_port,
+      logger,
+      // Above our own idle timeout, so that the lifecycle marks a connection STALE and closes it
+      // itself (and says so) before QUIC would drop it silently.
+      idleTimeoutMs: idleTimeoutMs * 2,
+      maxConnections: config.quic.max_connections,
+    });
+    const exchanger = new IdentityExchanger({
+      local: {
+        identity,
+        dhtNodeId: () => this.dhtNodeId,
+        nodeType: () => this.nodeType,
+        isRelay: () => this.isRelay,
+        topic: () => config.peer_discovery.topic,
+        dhtPort: () => this.dht.port,
+        listenAddresses: () => (specificHost ? [formatAddress({ host: specificHost, port: this.quicPort })] : []),
+      },
+      knownPeers: this.knownPeers,
+      maxPeersToShare: config.peer_discovery.max_known_peers_to_share,
+    });
+    this.connections = new ConnectionManager({
+      transport: this.transport,
+      exchanger,
+      bus: this.bus,
+      logger,
+      idleTimeoutMs,
+      cleanupIntervalMs: Math.min(60_000, Math.max(1_000, idleTimeoutMs / 4)),
+      maxConnections: config.quic.max_connections,
+      ownPeerId: identity.peerId,
+    });
+    this.discovery = new DiscoveryService({
+      connections: this.connections,
+      fetcher: this.metadataFetcher,
+      knownPeers: this.knownPeers.repository,
+      bus: this.bus,
+      logger,
+      ownPeerId: identity.peerId,
+      bootstrap: config.peer_discovery.bootstrap_peers,
+      intervalMs: config.peer_discovery.discovery_interval * 1000,
+      maxConnections: config.quic.max_connections,
+    });
+    // A peer's DHT node joins our routing table once the exchange told us its port.
+    this.bus.on('peer.exchanged', (e) => {
+      const remote = parseHostPort(e.payload.remoteAddress);
+      if (remote && e.payload.dhtPort > 0 && this.dht.running) this.dht.addNode({ host: remote.host, port: e.payload.dhtPort });
+    });
+    this.components = [
+      this.dht,
+      this.transport,
+      this.connections,
+      this.topicDiscovery,
+      this.metadataPublisher,
+      this.discovery,
+    ];
+  }
+
+  /** Connects to a known peer at the address its DHT metadata gives (the seed's connection flow). */
+  async connectToPeer(peerId: string): Promise<ConnectionInfo> {
+    const existing = this.connections.byPeer(peerId);
+    if (existing) return existing;
+    const address = await resolvePeerAddress(peerId, this.knownPeers.repository, this.metadataFetcher);
+    return this.connections.connect(address, peerId);
   }
 
   static async start(config: Config, options: StartNodeOptions = {}): Promise<RemoteNode> {
@@ -132,9 +205,9 @@ export class RemoteNode {
     return this.dht.nodeId.toString('hex');
   }
 
-  /** The QUIC port peers dial; 0 until the QUIC transport binds one. */
+  /** The QUIC port peers dial (the bound one once the transport started). */
   get quicPort(): number {
-    return this.config.quic.quic_port;
+    return this.transport.running ? this.transport.port : this.config.quic.quic_port;
   }
 
   get dhtAddress(): HostPort {
@@ -195,8 +268,10 @@ export class RemoteNode {
 
   private async stopComponents(components: Component[]): Promise<void> {
     for (const component of components) {
+      const started = performance.now();
       try {
         await component.stop?.();
+        this.logger.debug({ component: component.name, ms: Math.round(performance.now() - started) }, 'component stopped');
       } catch (error) {
         // Keep stopping the rest: one failing component must not leave sockets or the database open.
         this.logger.error({ err: error, component: component.name }, 'component failed to stop');

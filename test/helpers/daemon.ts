@@ -2,6 +2,7 @@ import { type Daemon, startDaemon } from '../../src/daemon.ts';
 import { type ConfigOverride, loadConfig } from '../../src/node/config/load.ts';
 import type { Config } from '../../src/node/config/schema.ts';
 import { createLogger } from '../../src/node/logger.ts';
+import { RemoteNode } from '../../src/node/node.ts';
 import { tempDir } from './temp.ts';
 
 type Settings = Record<string, string>;
@@ -31,4 +32,48 @@ export async function startTestDaemon(t: { after(fn: () => unknown): void }, set
   const daemon = await startDaemon(config, { logger: createLogger('silent') });
   t.after(() => daemon.stop('test finished'));
   return daemon;
+}
+
+/** Starts a node without API (the large network tests), stopped after the test. */
+export async function startTestNode(
+  t: { after(fn: () => unknown): void },
+  settings: Record<string, string> = {},
+): Promise<RemoteNode> {
+  const node = await RemoteNode.start(testConfig(tempDir(t), settings), { logger: createLogger('silent') });
+  t.after(() => node.stop('test finished'));
+  return node;
+}
+
+/** Resolves when `condition` holds, re-checking on every event the node publishes (no polling sleeps). */
+export function until(nodes: readonly RemoteNode[], condition: () => boolean, timeoutMs = 60_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (condition()) return resolve();
+    const offs: Array<() => void> = [];
+    const finish = (error?: Error) => {
+      clearTimeout(timer);
+      for (const off of offs) off();
+      if (error) reject(error);
+      else resolve();
+    };
+    const timer = setTimeout(() => finish(new Error(`condition not met within ${timeoutMs} ms`)), timeoutMs);
+    for (const node of nodes) {
+      offs.push(
+        node.bus.onAny(() => {
+          if (condition()) finish();
+        }),
+      );
+    }
+  });
+}
+
+/**
+ * Resolves once the bus has more listeners than `before` (a subscription reached the node).
+ * Registering a listener emits no event, so this re-checks on each turn of the event loop.
+ */
+export async function subscriptionActive(node: RemoteNode, before: number): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (node.bus.listenerCount() <= before) {
+    if (Date.now() > deadline) throw new Error('subscription never became active');
+    await new Promise((resolve) => setImmediate(resolve));
+  }
 }

@@ -6,6 +6,7 @@ import './known-peers.ts';
 import './events.ts';
 import './metadata.ts';
 import './dht.ts';
+import './connections.ts';
 
 /** The API schema. Importing this module has no side effect beyond building the schema. */
 export const schema = lexicographicSortSchema(builder.toSchema());

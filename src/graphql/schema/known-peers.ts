@@ -7,7 +7,7 @@ export const MAX_PAGE_SIZE = 100;
 export const DEFAULT_PAGE_SIZE = 20;
 const CURSOR_PREFIX = 'KnownPeer:';
 
-const KnownPeerSource = builder.enumType('KnownPeerSource', {
+export const KnownPeerSource = builder.enumType('KnownPeerSource', {
   values: {
     IDENTITY_EXCHANGE: { value: 'identity_exchange', description: 'The peer introduced itself.' },
     PEER_EXCHANGE: { value: 'peer_exchange', description: 'Another peer told us about it.' },

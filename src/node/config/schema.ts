@@ -180,6 +180,12 @@ export const CONFIG_SPEC = {
       'a number of seconds from 5 to 86400',
       'Idle time after which a connection with no stream is closed.',
     ),
+    max_connections: setting(
+      integer(1, 10_000),
+      '200',
+      'an integer from 1 to 10000',
+      'Open connections at most (inbound beyond it are refused, dials wait).',
+    ),
   },
   api: {
     host: setting(

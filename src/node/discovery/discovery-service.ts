@@ -5,7 +5,9 @@ import type { NodeEventMap } from '../events/types.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
 import type { Logger } from '../logger.ts';
 import type { MetadataFetcher } from '../metadata/metadata-fetcher.ts';
+import { PeerNotDialableError } from '../peers/errors.ts';
 import { setBounded } from '../util/bounded-map.ts';
+import { resolvePeerAddress } from './peer-address.ts';
 
 /** Dials in flight at once. */
 export const MAX_CONCURRENT_DIALS = 8;
@@ -132,19 +134,8 @@ export class DiscoveryService {
       return;
     }
     if (this.options.connections.isConnected(target.peerId)) return;
-    const address = await this.addressOf(target.peerId);
-    if (address) await this.options.connections.connect(address, target.peerId);
-  }
-
-  /** The seed's strategy: public → direct; NAT with relay → via relay (not yet); NAT alone → skip. */
-  private async addressOf(peerId: string): Promise<HostPort | null> {
-    const peer = this.options.knownPeers.get(peerId);
-    if (!peer) return null;
-    const fetched = await this.options.fetcher.fetch(peer.publicKey);
-    const m = fetched?.metadata;
-    if (!m) throw new Error('no metadata in the DHT yet');
-    if (m.nodeType === 'public' && m.publicIp && m.publicPort) return { host: m.publicIp, port: m.publicPort };
-    return null;
+    const address = await resolvePeerAddress(target.peerId, this.options.knownPeers, this.options.fetcher);
+    await this.options.connections.connect(address, target.peerId);
   }
 
   private failed(target: Target, error: unknown): void {
@@ -155,7 +146,9 @@ export class DiscoveryService {
     const delay = Math.min(FIRST_BACKOFF_MS * 2 ** (failures - 1), MAX_BACKOFF_MS);
     setBounded(this.backoff, key, { failures, until: Date.now() + delay }, MAX_QUEUED_DIALS * 10);
     this.log.debug({ target: key, failures, retryInMs: delay, err: error }, 'dial failed');
-    // A peer whose metadata was not published yet is worth another try once the backoff ends.
+    // A NAT peer stays undialable until relays exist; anything else (metadata not published yet,
+    // a peer still starting) is worth another try once the backoff ends.
+    if (error instanceof PeerNotDialableError) return;
     if (this.running && failures < 8) {
       const retry = setTimeout(() => this.enqueue(target), delay);
       retry.unref();

@@ -62,7 +62,7 @@ export class IdentityExchanger {
       const remote = this.checkIdentity(await channel.receive(identityMessage, 'identity'), connection);
       await channel.send(this.knownPeersFor(remote.peer_id));
       const list = await channel.receive(knownPeersMessage, 'known_peers');
-      await channel.close();
+      await channel.finish();
       return this.store(remote, list.peers);
     } catch (error) {
       await channel.fail(error);
@@ -77,7 +77,7 @@ export class IdentityExchanger {
       await channel.send(this.identityFor(connection));
       const list = await channel.receive(knownPeersMessage, 'known_peers');
       await channel.send(this.knownPeersFor(remote.peer_id));
-      await channel.close();
+      await channel.finish();
       return this.store(remote, list.peers);
     } catch (error) {
       await channel.fail(error);

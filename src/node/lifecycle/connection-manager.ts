@@ -9,6 +9,9 @@ import { MessageChannel, isProtocolError } from '../wire/channel.ts';
 import { MAX_PROTOCOL_ERRORS, READ_TIMEOUT_MS } from '../wire/constants.ts';
 import { UnexpectedMessageError } from '../wire/errors.ts';
 
+/** How long stop() waits for connections to close gracefully. */
+export const CLOSE_GRACE_MS = 1_000;
+
 export class ConnectionLimitError extends RemoteNetworkError {
   readonly code = 'CONNECTION_LIMIT';
 }
@@ -89,9 +92,17 @@ export class ConnectionManager {
     this.cleanupTimer.unref();
   }
 
+  /**
+   * Asks every connection to close and gives them CLOSE_GRACE_MS to do it: a QUIC close waits
+   * for the peer (and its closing period), and a stopping node must not wait on the network. The
+   * transport, stopped next, ends whatever is left.
+   */
   async stop(): Promise<void> {
     clearInterval(this.cleanupTimer);
-    await Promise.all([...this.tracked.values()].map((t) => t.connection?.close('node stopping')));
+    const closing = Promise.all([...this.tracked.values()].map((t) => t.connection?.close('node stopping')));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([closing, new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
+    clearTimeout(timer);
   }
 
   list(state?: ConnectionState): ConnectionInfo[] {
@@ -114,7 +125,9 @@ export class ConnectionManager {
 
   /** Dials, runs the exchange, and returns the connection (an existing one to the same peer is reused). */
   async connect(address: HostPort, expectedPeerId?: string): Promise<ConnectionInfo> {
-    const existing = expectedPeerId ? this.livePeer(expectedPeerId) : undefined;
+    // Peers dial from their listening socket, so an inbound connection's source is that peer's
+    // address too: an address we are already connected to needs no second connection.
+    const existing = expectedPeerId ? this.livePeer(expectedPeerId) : this.liveAddress(formatAddress(address));
     if (existing) return this.info(existing);
     if (this.tracked.size >= this.options.maxConnections) {
       throw new ConnectionLimitError(`already ${this.tracked.size} connections (limit ${this.options.maxConnections})`);
@@ -139,8 +152,9 @@ export class ConnectionManager {
         this.transition(record, 'CLOSED');
         this.tracked.delete(record.id);
       }
-      const winner = error instanceof DuplicateConnectionError ? this.livePeer(record.peerId ?? '') : undefined;
-      if (winner) return this.info(winner);
+      // Lost a simultaneous-dial tie-break (ours or the peer's): the surviving connection is the answer.
+      const winner = record.peerId ? this.livePeer(record.peerId) : undefined;
+      if (winner && winner !== record) return this.info(winner);
       throw error;
     }
   }
@@ -196,6 +210,8 @@ export class ConnectionManager {
         return null;
       }
       void other.connection.close('duplicate connection');
+      this.transition(other, 'CLOSED', 'duplicate connection');
+      this.tracked.delete(other.id);
     }
     const record =
       pending ??
@@ -336,6 +352,13 @@ export class ConnectionManager {
     for (const t of this.tracked.values()) {
       if (t.peerId !== peerId || !t.connection || t.state === 'CLOSED' || t.state === 'STALE') continue;
       if (includeConnecting || t.state !== 'CONNECTING') return t;
+    }
+    return undefined;
+  }
+
+  private liveAddress(remoteAddress: string): Tracked | undefined {
+    for (const t of this.tracked.values()) {
+      if (t.remoteAddress === remoteAddress && t.connection && t.state !== 'CLOSED' && t.state !== 'STALE') return t;
     }
     return undefined;
   }

@@ -27,7 +27,8 @@ export interface MetadataPublisherOptions {
   readonly bus: EventBus<NodeEventMap>;
   readonly logger: Logger;
   readonly republishIntervalMs: number;
-  readonly content: MetadataContent;
+  /** Read at start, when the ports actually bound are known. */
+  readonly content: () => MetadataContent;
   /** Private nodes start held: nothing is published until a relay session exists. */
   readonly held: boolean;
 }
@@ -41,7 +42,7 @@ export interface MetadataPublisherOptions {
  */
 export class MetadataPublisher {
   readonly name = 'metadata-publisher';
-  private metadata: PeerMetadata;
+  private metadata: PeerMetadata | undefined;
   private sequence = 0;
   private held: boolean;
   private last: PublishRecord | null = null;
@@ -54,11 +55,11 @@ export class MetadataPublisher {
 
   constructor(private readonly options: MetadataPublisherOptions) {
     this.held = options.held;
-    this.metadata = this.build(options.content);
     this.log = options.logger.child({ component: 'metadata-publisher' });
   }
 
   get current(): PeerMetadata {
+    this.metadata ??= this.build(this.options.content());
     return this.metadata;
   }
 
@@ -76,6 +77,7 @@ export class MetadataPublisher {
 
   start(): void {
     this.running = true;
+    this.metadata = this.build(this.options.content());
     this.sequence = this.allocateSequence();
     this.republishTimer = setInterval(() => this.publishInBackground('republish'), this.options.republishIntervalMs);
     this.republishTimer.unref();
@@ -102,8 +104,8 @@ export class MetadataPublisher {
 
   /** Applies a change; new content gets a new sequence number and is published at once. */
   update(changes: Partial<MetadataContent>): Promise<PublishRecord | null> {
-    const next = this.build({ ...this.metadata, ...changes });
-    if (sameContent(next, this.metadata)) return Promise.resolve(null);
+    const next = this.build({ ...this.current, ...changes });
+    if (sameContent(next, this.current)) return Promise.resolve(null);
     this.metadata = next;
     this.sequence = this.allocateSequence();
     return this.held ? Promise.resolve(null) : this.publish('change');
@@ -140,7 +142,7 @@ export class MetadataPublisher {
   }
 
   private put(): Promise<PutOutcome> {
-    const { value } = encodeMetadataChecked(this.metadata);
+    const { value } = encodeMetadataChecked(this.current);
     return this.options.dht.putMutable({
       publicKey: this.options.identity.publicKey,
       seq: this.sequence,

@@ -52,9 +52,15 @@ export class MessageChannel {
     return parse(schema, message.body, type);
   }
 
-  /** Ends our direction cleanly. */
-  async close(): Promise<void> {
+  /**
+   * Ends the conversation cleanly: closes our direction and reads the peer's end. QUIC returns a
+   * stream's credit only once both directions are finished, so a conversation that never reads
+   * the peer's FIN leaks one stream each time, and a connection runs out of streams.
+   */
+  async finish(timeoutMs = READ_TIMEOUT_MS): Promise<void> {
     await this.writer.close().catch(() => {});
+    const extra = await this.reader.next(timeoutMs);
+    if (extra !== null) throw new UnexpectedMessageError('a message after the end of the conversation');
   }
 
   /**

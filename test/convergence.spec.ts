@@ -1,0 +1,41 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { RemoteNode } from '../src/node/node.ts';
+import { startTestNode, until } from './helpers/daemon.ts';
+import { type PrivateDht, startPrivateDht } from './helpers/private-dht.ts';
+
+// Its own file and its own DHT: stopped nodes of other tests would linger in a shared DHT's
+// routing tables, and every metadata lookup would wait for them to time out.
+describe('QUIC network: convergence', { timeout: 300_000 }, () => {
+  let dht: PrivateDht;
+  before(async () => {
+    dht = await startPrivateDht(10);
+  });
+  after(() => dht.stop());
+
+  const settings = (extra: Record<string, string> = {}) => ({
+    'dht.bootstrap_nodes': dht.bootstrapSetting,
+    'node.node_type': 'public',
+    'peer_discovery.discovery_interval': '1',
+    ...extra,
+  });
+  const quicAddress = (node: RemoteNode) => `127.0.0.1:${node.quicPort}`;
+
+  it('converges: 30 nodes, each bootstrapped from one other, all know all', { timeout: 180_000 }, async (t) => {
+    const nodes: RemoteNode[] = [];
+    for (let i = 0; i < 30; i++) {
+      const previous = nodes[i - 1];
+      nodes.push(await startTestNode(t, settings(previous ? { 'peer_discovery.bootstrap_peers': quicAddress(previous) } : {})));
+    }
+    // Stopped together (each stop gives its connections a second to close).
+    t.after(() => Promise.all(nodes.map((n) => n.stop('test finished'))));
+    const everyoneKnowsEveryone = () => nodes.every((n) => n.knownPeers.repository.count() >= nodes.length - 1);
+    await until(nodes, everyoneKnowsEveryone, 150_000);
+    for (const node of nodes) {
+      for (const other of nodes) {
+        if (other !== node) assert.ok(node.knownPeers.repository.get(other.peerId), `${node.peerId} knows ${other.peerId}`);
+      }
+    }
+  });
+
+});

@@ -1,0 +1,167 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createClient as createWsClient } from 'graphql-ws';
+import WebSocket from 'ws';
+import type { RemoteNode } from '../src/node/node.ts';
+import { loadOrCreateIdentity } from '../src/node/identity/key-store.ts';
+import { createLogger } from '../src/node/logger.ts';
+import { QuicTransport } from '../src/node/quic/quic-transport.ts';
+import { MessageChannel } from '../src/node/wire/channel.ts';
+import { encodeFrame } from '../src/node/wire/framing.ts';
+import { MAX_FRAME_BYTES } from '../src/node/wire/constants.ts';
+import { startTestDaemon, startTestNode, subscriptionActive, until } from './helpers/daemon.ts';
+import { gql } from './helpers/graphql.ts';
+import { type PrivateDht, startPrivateDht } from './helpers/private-dht.ts';
+import { tempDir } from './helpers/temp.ts';
+
+describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () => {
+  let dht: PrivateDht;
+  before(async () => {
+    dht = await startPrivateDht(10);
+  });
+  after(() => dht.stop());
+
+  const settings = (extra: Record<string, string> = {}) => ({
+    'dht.bootstrap_nodes': dht.bootstrapSetting,
+    'node.node_type': 'public',
+    'peer_discovery.discovery_interval': '1',
+    ...extra,
+  });
+  const quicAddress = (node: RemoteNode) => `127.0.0.1:${node.quicPort}`;
+
+  /** A bare transport with its own identity: a peer we script by hand. */
+  async function rawPeer(t: { after(fn: () => unknown): void }) {
+    const { identity } = loadOrCreateIdentity(tempDir(t));
+    const transport = new QuicTransport({ identity, host: '127.0.0.1', port: 0, logger: createLogger('silent'), idleTimeoutMs: 30_000 });
+    await transport.start();
+    t.after(() => transport.stop());
+    return { identity, transport };
+  }
+
+  it('connects two nodes through GraphQL; both store each other from the exchange', async (t) => {
+    const a = await startTestDaemon(t, settings());
+    const b = await startTestDaemon(t, settings({ 'relay.relay_mode': 'true' }));
+    const result = await gql(
+      a.api.url,
+      `mutation { connectPeer(address: "${quicAddress(b.node)}") { peerId state direction remoteAddress viaRelay } }`,
+    );
+    assert.equal(result.errors, undefined, JSON.stringify(result.errors));
+    assert.equal(result.data?.connectPeer.peerId, b.node.peerId);
+    assert.equal(result.data?.connectPeer.direction, 'OUTBOUND');
+    assert.equal(result.data?.connectPeer.viaRelay, false);
+    await until([b.node], () => b.node.knownPeers.repository.get(a.node.peerId) !== undefined);
+
+    const bAtA = a.node.knownPeers.repository.get(b.node.peerId);
+    assert.equal(bAtA?.source, 'identity_exchange');
+    assert.equal(bAtA?.isRelay, true);
+    assert.equal(bAtA?.dhtNodeId, b.node.dhtNodeId);
+    assert.deepEqual(bAtA?.publicKey, new Uint8Array(b.node.identity.publicKey));
+    const aAtB = b.node.knownPeers.repository.get(a.node.peerId);
+    assert.equal(aAtB?.isRelay, false);
+    assert.equal(aAtB?.dhtNodeId, a.node.dhtNodeId);
+
+    const view = await gql(a.api.url, `{ knownPeer(peerId: "${b.node.peerId}") { connection { state peerId } } connections { peerId } }`);
+    assert.equal(view.data?.knownPeer.connection.peerId, b.node.peerId);
+    assert.deepEqual(view.data?.connections.map((c: { peerId: string }) => c.peerId), [b.node.peerId]);
+
+    const bye = await gql(a.api.url, `mutation { disconnectPeer(peerId: "${b.node.peerId}") }`);
+    assert.equal(bye.data?.disconnectPeer, true);
+  });
+
+  it('rejects a peer whose claimed identity differs from its certificate, storing nothing', async (t) => {
+    const target = await startTestNode(t, settings());
+    const impostor = await rawPeer(t);
+    const victim = loadOrCreateIdentity(tempDir(t)).identity;
+    const rejected = target.bus.once('connection.rejected');
+    const connection = await impostor.transport.dial({ host: '127.0.0.1', port: target.quicPort });
+    const channel = new MessageChannel(await connection.openStream());
+    await channel.send({
+      type: 'identity',
+      protocol_version: 1,
+      peer_id: victim.peerId,
+      dht_node_id: 'ab'.repeat(20),
+      public_key: Buffer.from(victim.publicKey).toString('hex'),
+      node_type: 'public',
+      is_relay: false,
+      topic: 'remote-network-mesh',
+      dht_port: 0,
+      listen_addresses: [],
+      observed_address: null,
+    });
+    const event = await rejected;
+    assert.equal(event.payload.claimedPeerId, impostor.identity.peerId);
+    assert.match(event.payload.reason, /differs from .* proven by the TLS certificate/);
+    await connection.closed;
+    assert.equal(target.knownPeers.repository.get(victim.peerId), undefined);
+    assert.equal(target.knownPeers.repository.get(impostor.identity.peerId), undefined);
+  });
+
+  it('answers a malformed frame, an oversized frame and an unknown message with protocol errors, and keeps serving', async (t) => {
+    const target = await startTestNode(t, settings());
+    const rogue = await rawPeer(t);
+    const connection = await rogue.transport.dial({ host: '127.0.0.1', port: target.quicPort });
+
+    const answerTo = async (bytes: Buffer) => {
+      const stream = await connection.openStream();
+      const writer = stream.writable.getWriter();
+      await writer.write(bytes);
+      writer.releaseLock();
+      return new MessageChannel(stream).receiveAny().then(
+        () => 'no error',
+        (error: { remoteCode?: string }) => error.remoteCode ?? String(error),
+      );
+    };
+    assert.equal(await answerTo(encodeFrame(Buffer.from('{not json'))), 'PROTOCOL_MALFORMED');
+    const huge = Buffer.alloc(4);
+    huge.writeUInt32BE(MAX_FRAME_BYTES + 1);
+    assert.equal(await answerTo(huge), 'PROTOCOL_FRAME_TOO_LARGE');
+    assert.equal(await answerTo(encodeFrame(Buffer.from('{"type":"gossip"}'))), 'PROTOCOL_UNEXPECTED_MESSAGE');
+    // Three protocol errors: that peer is disconnected...
+    assert.match(await connection.closed, /protocol errors/);
+    // ...and the node still serves everyone else.
+    const honest = await startTestNode(t, settings());
+    const info = await honest.connections.connect({ host: '127.0.0.1', port: target.quicPort });
+    assert.equal(info.peerId, target.peerId);
+  });
+
+  it('re-exchanges over one connection far more times than its initial stream credit', async (t) => {
+    const a = await startTestNode(t, settings());
+    const b = await startTestNode(t, settings());
+    await a.connections.connect({ host: '127.0.0.1', port: b.quicPort }, b.peerId);
+    for (let i = 0; i < 150; i++) await a.connections.reexchange(b.peerId);
+    assert.equal(a.connections.byPeer(b.peerId)?.activeStreams, 0);
+  });
+
+  it('cascades: A knows B, B knows C, and A ends up connected to C without being told', async (t) => {
+    const c = await startTestNode(t, settings());
+    const b = await startTestNode(t, settings({ 'peer_discovery.bootstrap_peers': quicAddress(c) }));
+    await until([b], () => b.knownPeers.repository.get(c.peerId) !== undefined);
+    const a = await startTestNode(t, settings({ 'peer_discovery.bootstrap_peers': quicAddress(b) }));
+    await until([a], () => a.connections.isConnected(c.peerId));
+    assert.equal(a.knownPeers.repository.get(c.peerId)?.source, 'peer_exchange', 'A learned C from B');
+  });
+
+  it('closes a stale connection, and the GraphQL subscription shows every state', { timeout: 60_000 }, async (t) => {
+    // No periodic re-exchange during the test: it would keep the connection busy.
+    const quiet = { 'peer_discovery.discovery_interval': '3600' };
+    const a = await startTestDaemon(t, settings({ 'quic.quic_idle_timeout': '5', ...quiet }));
+    const b = await startTestNode(t, settings(quiet));
+    const client = createWsClient({ url: a.api.url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0 });
+    t.after(() => client.dispose());
+    const states: string[] = [];
+    const subscription = client.iterate<{ connectionStateChanged: { to: string; from: string | null } }>({
+      query: `subscription { connectionStateChanged(peerId: "${b.peerId}") { from to connectionId } }`,
+    });
+    const before = a.node.bus.listenerCount();
+    const collected = (async () => {
+      for await (const { data } of subscription) {
+        states.push(data?.connectionStateChanged.to ?? '?');
+        if (data?.connectionStateChanged.to === 'CLOSED') break;
+      }
+    })();
+    await subscriptionActive(a.node, before);
+    await a.node.connections.connect({ host: '127.0.0.1', port: b.quicPort }, b.peerId);
+    await collected;
+    assert.deepEqual(states, ['CONNECTING', 'CONNECTED', 'IDLE', 'STALE', 'CLOSED']);
+  });
+});

@@ -1,25 +1,13 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { RemoteNode } from '../src/node/node.ts';
 import { startTestNode, until } from './helpers/daemon.ts';
-import { type PrivateDht, startPrivateDht } from './helpers/private-dht.ts';
+import { usePrivateNetwork } from './helpers/network.ts';
 
 // Its own file and its own DHT: stopped nodes of other tests would linger in a shared DHT's
 // routing tables, and every metadata lookup would wait for them to time out.
 describe('QUIC network: convergence', { timeout: 300_000 }, () => {
-  let dht: PrivateDht;
-  before(async () => {
-    dht = await startPrivateDht(10);
-  });
-  after(() => dht.stop());
-
-  const settings = (extra: Record<string, string> = {}) => ({
-    'dht.bootstrap_nodes': dht.bootstrapSetting,
-    'node.node_type': 'public',
-    'peer_discovery.discovery_interval': '1',
-    ...extra,
-  });
-  const quicAddress = (node: RemoteNode) => `127.0.0.1:${node.quicPort}`;
+  const { settings, quicAddress } = usePrivateNetwork();
 
   // 30 nodes (the issue's figure) saturate this 2-core machine inside the test runner with the
   // QUIC library's per-packet CPU cost; until that is tuned the suite runs 12 (RN_CONVERGENCE_NODES=30 for the full size).

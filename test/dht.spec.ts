@@ -11,7 +11,7 @@ import { peerIdFromPublicKey } from '../src/node/identity/peer-id.ts';
 import { signMessage } from '../src/node/identity/signatures.ts';
 import { createLogger } from '../src/node/logger.ts';
 import { MetadataTooLargeError, encodeMetadata } from '../src/node/metadata/peer-metadata.ts';
-import { testConfig } from './helpers/daemon.ts';
+import { testConfig, until } from './helpers/daemon.ts';
 import { gql } from './helpers/graphql.ts';
 import { type PrivateDht, startPrivateDht } from './helpers/private-dht.ts';
 import { tempDir } from './helpers/temp.ts';
@@ -153,20 +153,23 @@ describe('DHT: private network on loopback', () => {
     b.node.knownPeers.record([
       { publicKey: a.node.identity.publicKey, dhtNodeId: a.node.dhtNodeId, isRelay: false, topic: 'remote-network-mesh', source: 'identity_exchange' },
     ]);
+    // Knowing A, B's discovery reads A's metadata and dials the address in it.
+    await until([b.node], () => b.node.connections.isConnected(a.node.peerId));
     const query = `query($id: ID!, $fresh: Boolean) { peerMetadata(peerId: $id, fresh: $fresh) {
-      peerId nodeType isRelay usingRelay publicIp sequence signature cached protocols version } }`;
+      peerId nodeType isRelay usingRelay publicIp publicPort sequence signature cached protocols version } }`;
     const lookupsBefore = b.node.metadataFetcher.lookupCount;
-    const first = await gql(b.api.url, query, { id: a.node.peerId });
+    const first = await gql(b.api.url, query, { id: a.node.peerId, fresh: true });
     assert.equal(first.errors, undefined, JSON.stringify(first.errors));
     const m = first.data?.peerMetadata;
     assert.equal(m.peerId, a.node.peerId);
     assert.equal(m.nodeType, 'PUBLIC');
     assert.equal(m.publicIp, '127.0.0.1');
+    assert.equal(m.publicPort, a.node.quicPort);
     assert.equal(m.sequence, sequence);
     assert.equal(m.cached, false);
     assert.match(m.signature, /^[0-9a-f]{128}$/);
     assert.deepEqual(m.protocols, ['remote-network/1']);
-    assert.equal(b.node.metadataFetcher.lookupCount, lookupsBefore + 1);
+    assert.equal(b.node.metadataFetcher.lookupCount, lookupsBefore + 1, 'fresh asks the DHT');
 
     const second = await gql(b.api.url, query, { id: a.node.peerId });
     assert.equal(second.data?.peerMetadata.cached, true, 'served from cache');
@@ -174,7 +177,7 @@ describe('DHT: private network on loopback', () => {
 
     const fresh = await gql(b.api.url, query, { id: a.node.peerId, fresh: true });
     assert.equal(fresh.data?.peerMetadata.cached, false);
-    assert.equal(b.node.metadataFetcher.lookupCount, lookupsBefore + 2, 'fresh asks the DHT');
+    assert.equal(b.node.metadataFetcher.lookupCount, lookupsBefore + 2, 'fresh asks the DHT again');
 
     const listed = await gql(b.api.url, '{ knownPeers { edges { node { peerId metadata { sequence cached } } } } }');
     assert.equal(listed.data?.knownPeers.edges[0].node.metadata.sequence, sequence, 'KnownPeer.metadata');

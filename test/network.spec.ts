@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { createClient as createWsClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import type { RemoteNode } from '../src/node/node.ts';
 import { loadOrCreateIdentity } from '../src/node/identity/key-store.ts';
 import { createLogger } from '../src/node/logger.ts';
 import { QuicTransport } from '../src/node/quic/quic-transport.ts';
@@ -11,23 +10,11 @@ import { encodeFrame } from '../src/node/wire/framing.ts';
 import { MAX_FRAME_BYTES } from '../src/node/wire/constants.ts';
 import { startTestDaemon, startTestNode, subscriptionActive, until } from './helpers/daemon.ts';
 import { gql } from './helpers/graphql.ts';
-import { type PrivateDht, startPrivateDht } from './helpers/private-dht.ts';
+import { usePrivateNetwork } from './helpers/network.ts';
 import { tempDir } from './helpers/temp.ts';
 
 describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () => {
-  let dht: PrivateDht;
-  before(async () => {
-    dht = await startPrivateDht(10);
-  });
-  after(() => dht.stop());
-
-  const settings = (extra: Record<string, string> = {}) => ({
-    'dht.bootstrap_nodes': dht.bootstrapSetting,
-    'node.node_type': 'public',
-    'peer_discovery.discovery_interval': '1',
-    ...extra,
-  });
-  const quicAddress = (node: RemoteNode) => `127.0.0.1:${node.quicPort}`;
+  const { settings, quicAddress } = usePrivateNetwork();
 
   /** A bare transport with its own identity: a peer we script by hand. */
   async function rawPeer(t: { after(fn: () => unknown): void }) {

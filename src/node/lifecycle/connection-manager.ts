@@ -4,6 +4,7 @@ import type { EventBus } from '../events/bus.ts';
 import type { ConnectionState, NodeEventMap } from '../events/types.ts';
 import { type ExchangeResult, type IdentityExchanger, formatAddress } from '../exchange/identity-exchange.ts';
 import type { Logger } from '../logger.ts';
+import { settleWithin } from '../util/settle-within.ts';
 import type { Direction, PeerConnection, PeerStream, Transport } from '../quic/types.ts';
 import { MessageChannel, isProtocolError } from '../wire/channel.ts';
 import { MAX_PROTOCOL_ERRORS, READ_TIMEOUT_MS } from '../wire/constants.ts';
@@ -99,10 +100,7 @@ export class ConnectionManager {
    */
   async stop(): Promise<void> {
     clearInterval(this.cleanupTimer);
-    const closing = Promise.all([...this.tracked.values()].map((t) => t.connection?.close('node stopping')));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([closing, new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
-    clearTimeout(timer);
+    await settleWithin(Promise.all([...this.tracked.values()].map((t) => t.connection?.close('node stopping'))), CLOSE_GRACE_MS);
   }
 
   list(state?: ConnectionState): ConnectionInfo[] {

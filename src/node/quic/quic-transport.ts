@@ -11,6 +11,7 @@ import {
 import type { HostPort } from '../config/schema.ts';
 import type { NodeIdentity } from '../identity/key-store.ts';
 import type { Logger } from '../logger.ts';
+import { settleWithin } from '../util/settle-within.ts';
 import { type NodeCertificate, certificateNeedsRenewal, createNodeCertificate } from './certificate.ts';
 import {
   ALPN_PROTOCOL,
@@ -304,10 +305,7 @@ export class QuicTransport implements Transport {
     await Promise.all([...this.dials].map((dial) => dial.settled));
     // A graceful QUIC close waits for the peer and the closing period (seconds under load, and the
     // library's force flag does not cut it short): wait a moment, then the forced stops below end the rest.
-    const closing = Promise.all([...this.open].map((connection) => connection.close(CLOSE_REASON_TRANSPORT_STOPPED)));
-    let grace: NodeJS.Timeout | undefined;
-    await Promise.race([closing, new Promise((resolve) => (grace = setTimeout(resolve, STOP_GRACE_MS)))]);
-    clearTimeout(grace);
+    await settleWithin(Promise.all([...this.open].map((connection) => connection.close(CLOSE_REASON_TRANSPORT_STOPPED))), STOP_GRACE_MS);
     try {
       await this.server?.stop({ isApp: true, errorCode: APP_CLOSE_CODE, force: true });
       this.server?.removeEventListener(quicEvents.EventQUICServerConnection.name, this.handleInbound);

@@ -2,6 +2,7 @@ import { benchBencode } from './bencode.ts';
 import { benchDht } from './dht.ts';
 import { benchEd25519 } from './ed25519.ts';
 import { benchKnownPeers } from './known-peers.ts';
+import { benchNetwork } from './network.ts';
 import { printSection } from './report.ts';
 
 /** `npm run bench`: every figure next to its target, with its baseline measured in this same run. */
@@ -10,3 +11,4 @@ printSection('Ed25519 (404-byte message, 2000 ops after warm-up; baseline @noble
 printSection('bencode (PeerMetadata-shaped dict)', benchBencode());
 printSection('known_peers in SQLite (WAL, synchronous=NORMAL)', benchKnownPeers());
 printSection(`BEP 44 on a 20-node DHT on 127.0.0.1`, await benchDht());
+printSection('QUIC connections between two nodes on 127.0.0.1 (@matrixai/quic 2.0.9)', await benchNetwork());

@@ -119,6 +119,19 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
     assert.equal(a.connections.byPeer(b.peerId)?.activeStreams, 0);
   });
 
+  it('reconnects at once after a disconnect (the newer connection replaces the closing one)', async (t) => {
+    const a = await startTestNode(t, settings({ 'peer_discovery.discovery_interval': '3600' }));
+    const b = await startTestNode(t, settings({ 'peer_discovery.discovery_interval': '3600' }));
+    const address = { host: '127.0.0.1', port: b.quicPort };
+    for (let i = 0; i < 10; i++) {
+      const info = await a.connections.connect(address, b.peerId);
+      assert.equal(info.peerId, b.peerId);
+      await a.connections.disconnect(b.peerId);
+    }
+    const last = await a.connections.connect(address, b.peerId);
+    assert.ok(['CONNECTED', 'IDLE'].includes(last.state));
+  });
+
   it('cascades: A knows B, B knows C, and A ends up connected to C without being told', async (t) => {
     const c = await startTestNode(t, settings());
     const b = await startTestNode(t, settings({ 'peer_discovery.bootstrap_peers': quicAddress(c) }));

@@ -196,14 +196,16 @@ export class ConnectionManager {
   }
 
   /**
-   * Starts tracking a connection whose peer TLS proved. With two connections to one peer (both
-   * dialled at once), both sides keep the one dialled by the smaller peer id; null if this one lost.
+   * Starts tracking a connection whose peer TLS proved. With two connections to one peer: if one
+   * side dialled both, the newer replaces the older (it reconnected); if both sides dialled at
+   * once, both keep the one dialled by the smaller peer id. Null if this one lost.
    */
   private adopt(connection: PeerConnection, pending: Tracked | null): Tracked | null {
     const other = this.livePeer(connection.remotePeerId, true);
     if (other?.connection) {
       const dialerOf = (c: PeerConnection) => (c.direction === 'outbound' ? this.options.ownPeerId : c.remotePeerId);
-      if (dialerOf(other.connection) <= dialerOf(connection)) {
+      const sameDialer = dialerOf(other.connection) === dialerOf(connection);
+      if (!sameDialer && dialerOf(other.connection) < dialerOf(connection)) {
         void connection.close('duplicate connection');
         return null;
       }

@@ -152,8 +152,9 @@ export class QuicPeerConnection implements PeerConnection {
     this.finished = true;
     const { connection } = this.init;
     connection.removeEventListener(quicEvents.EventQUICConnectionStream.name, this.handleStream);
-    connection.removeEventListener(quicEvents.EventQUICConnectionError.name, this.handleError);
     connection.removeEventListener(quicEvents.EventQUICConnectionStopped.name, this.handleStopped);
+    // The error listener stays: the library throws an error event nobody listens to as an uncaught
+    // exception, and a peer's close can still arrive after ours (seen: "Peer closed with application code 0").
     // The library has already reset these along with the connection.
     this.pending.length = 0;
     const reason = this.reason ?? CLOSE_REASON_LOCAL;

@@ -12,6 +12,7 @@ import type { HostPort } from '../config/schema.ts';
 import type { NodeIdentity } from '../identity/key-store.ts';
 import type { Logger } from '../logger.ts';
 import { settleWithin } from '../util/settle-within.ts';
+import { installQuicErrorGuard } from './library-error-guard.ts';
 import { type NodeCertificate, certificateNeedsRenewal, createNodeCertificate } from './certificate.ts';
 import {
   ALPN_PROTOCOL,
@@ -122,6 +123,7 @@ export class QuicTransport implements Transport {
 
   /** Binds the socket and starts accepting. A stopped transport can be started again. */
   async start(): Promise<void> {
+    installQuicErrorGuard(this.log);
     await this.stopping;
     if (this.state === 'running') return;
     this.starting ??= this.startListening().finally(() => {
@@ -144,6 +146,7 @@ export class QuicTransport implements Transport {
   private async startListening(): Promise<void> {
     this.state = 'starting';
     const socket = new QUICSocket({ logger: this.libraryLog.getChild('socket') });
+    socket.addEventListener(quicEvents.EventQUICSocketError.name, this.ignoreLibraryError);
     try {
       const { keyPem, certPem } = await this.renewCertificateIfNeeded();
       await socket.start({ host: this.options.host, port: this.options.port }).catch((error: unknown) => {
@@ -159,6 +162,7 @@ export class QuicTransport implements Transport {
         logger: this.libraryLog.getChild('server'),
       });
       server.addEventListener(quicEvents.EventQUICServerConnection.name, this.handleInbound);
+      server.addEventListener(quicEvents.EventQUICServerError.name, this.ignoreLibraryError);
       await server.start();
       this.socket = socket;
       this.server = server;
@@ -215,6 +219,8 @@ export class QuicTransport implements Transport {
       this.dials.delete(pending);
     }
 
+    // Errors are also re-dispatched on the client; unheard, the library would throw them.
+    client.addEventListener(quicEvents.EventQUICClientError.name, this.ignoreLibraryError);
     const stopClient = (reason: Uint8Array) =>
       client.destroy({ isApp: true, errorCode: APP_CLOSE_CODE, reason, force: true });
     let peer: ProvenPeer;
@@ -276,6 +282,14 @@ export class QuicTransport implements Transport {
       this.log.error({ err: error }, 'connection handler threw; connection closed');
       void adapter.close('connection handler failed');
     }
+  };
+
+  /**
+   * The library throws any error event without a listener as an uncaught exception (a remote close
+   * would end the process). Connection errors are handled per connection; here they are only logged.
+   */
+  private readonly ignoreLibraryError = (event: Event): void => {
+    this.log.debug({ event: event.type, detail: (event as Event & { detail?: unknown }).detail }, 'QUIC library error event');
   };
 
   private refusal(): string | undefined {

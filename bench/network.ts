@@ -1,0 +1,82 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type ConfigOverride, loadConfig } from '../src/node/config/load.ts';
+import { createLogger } from '../src/node/logger.ts';
+import { RemoteNode } from '../src/node/node.ts';
+import type { Figure } from './report.ts';
+
+const CONNECTS = 60;
+const EXCHANGES = 300;
+
+const ms = (n: number) => `${n.toFixed(2)} ms`;
+function percentile(samples: number[], p: number): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+async function startNode(dir: string): Promise<RemoteNode> {
+  const settings: Record<string, string> = {
+    'node.data_dir': dir,
+    'node.listen_host': '127.0.0.1',
+    'node.node_type': 'public',
+    'node.log_level': 'silent',
+    'quic.quic_port': '0',
+    'dht.dht_port': '0',
+    'dht.bootstrap_nodes': '',
+    // No periodic rounds during the measurement.
+    'peer_discovery.discovery_interval': '3600',
+  };
+  const flags: ConfigOverride[] = Object.entries(settings).map(([name, value]) => {
+    const [section = '', key = ''] = name.split('.');
+    return { section, key, value, source: 'bench' };
+  });
+  return RemoteNode.start(loadConfig({ flags }), { logger: createLogger('silent') });
+}
+
+/** QUIC connect + TLS identity proof + full exchange, and the exchange alone over an open connection. */
+export async function benchNetwork(): Promise<Figure[]> {
+  const root = mkdtempSync(join(tmpdir(), 'rn-bench-net-'));
+  const a = await startNode(join(root, 'a'));
+  const b = await startNode(join(root, 'b'));
+  try {
+    const address = { host: '127.0.0.1', port: b.quicPort };
+    const connects: number[] = [];
+    for (let i = 0; i < CONNECTS + 5; i++) {
+      const start = performance.now();
+      await a.connections.connect(address, b.peerId);
+      const elapsed = performance.now() - start;
+      if (i >= 5) connects.push(elapsed); // the first few warm up the JIT
+      await a.connections.disconnect(b.peerId);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await a.connections.connect(address, b.peerId);
+    const exchanges: number[] = [];
+    for (let i = 0; i < EXCHANGES; i++) {
+      const start = performance.now();
+      await a.connections.reexchange(b.peerId);
+      exchanges.push(performance.now() - start);
+    }
+    const connectP50 = percentile(connects, 50);
+    const exchangeP50 = percentile(exchanges, 50);
+    return [
+      {
+        name: `QUIC connect + TLS identity + full exchange (${CONNECTS} runs), p50`,
+        value: ms(connectP50),
+        target: '≤ 10 ms',
+        met: connectP50 <= 10,
+        baseline: `p99 ${ms(percentile(connects, 99))}`,
+      },
+      {
+        name: `exchange alone over an open connection (${EXCHANGES} runs), p50`,
+        value: ms(exchangeP50),
+        target: '< 1 ms',
+        met: exchangeP50 < 1,
+        baseline: `p99 ${ms(percentile(exchanges, 99))}; a new stream and 4 frames each`,
+      },
+    ];
+  } finally {
+    await Promise.all([a.stop(), b.stop()]);
+    rmSync(root, { recursive: true, force: true });
+  }
+}

@@ -8,17 +8,12 @@ import { signMessage } from '../src/node/identity/signatures.ts';
 import { createLogger } from '../src/node/logger.ts';
 import { MetadataFetcher } from '../src/node/metadata/metadata-fetcher.ts';
 import { encodeMetadata } from '../src/node/metadata/peer-metadata.ts';
-import { type Figure, ratio, us } from './report.ts';
+import { type Figure, ms, percentile, ratio, us } from './report.ts';
 
 const NODES = 20;
 const ITEMS = 40;
 const GETS = 200;
 
-const ms = (n: number) => `${n.toFixed(2)} ms`;
-function percentile(samples: number[], p: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
-}
 
 async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
   const start = performance.now();

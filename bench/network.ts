@@ -1,19 +1,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type ConfigOverride, loadConfig } from '../src/node/config/load.ts';
+import { loadConfig, overridesFrom } from '../src/node/config/load.ts';
 import { createLogger } from '../src/node/logger.ts';
 import { RemoteNode } from '../src/node/node.ts';
-import type { Figure } from './report.ts';
+import { type Figure, ms, percentile } from './report.ts';
 
 const CONNECTS = 60;
 const EXCHANGES = 300;
 
-const ms = (n: number) => `${n.toFixed(2)} ms`;
-function percentile(samples: number[], p: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
-}
 
 async function startNode(dir: string): Promise<RemoteNode> {
   const settings: Record<string, string> = {
@@ -27,11 +22,7 @@ async function startNode(dir: string): Promise<RemoteNode> {
     // No periodic rounds during the measurement.
     'peer_discovery.discovery_interval': '3600',
   };
-  const flags: ConfigOverride[] = Object.entries(settings).map(([name, value]) => {
-    const [section = '', key = ''] = name.split('.');
-    return { section, key, value, source: 'bench' };
-  });
-  return RemoteNode.start(loadConfig({ flags }), { logger: createLogger('silent') });
+  return RemoteNode.start(loadConfig({ flags: overridesFrom(settings, 'bench') }), { logger: createLogger('silent') });
 }
 
 /** QUIC connect + TLS identity proof + full exchange, and the exchange alone over an open connection. */

@@ -25,3 +25,9 @@ export function printSection(title: string, figures: readonly Figure[]): void {
 
 export const us = (ns: number) => `${(ns / 1000).toFixed(1)} µs`;
 export const ratio = (a: number, b: number) => `${(a / b).toFixed(1)}x`;
+export const ms = (n: number) => `${n.toFixed(2)} ms`;
+
+export function percentile(samples: readonly number[], p: number): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { type Daemon, startDaemon } from '../daemon.ts';
-import { type ConfigOverride, loadConfig } from '../node/config/load.ts';
+import { loadConfig, overridesFrom } from '../node/config/load.ts';
 import { createLogger } from '../node/logger.ts';
 
 export interface DevnetOptions {
@@ -44,10 +44,7 @@ export async function startDevnet(options: DevnetOptions): Promise<Devnet> {
         'peer_discovery.bootstrap_peers': previous ? `127.0.0.1:${previous.node.quicPort}` : '',
         'peer_discovery.discovery_interval': String(options.discoveryIntervalSeconds ?? 5),
       };
-      const flags: ConfigOverride[] = Object.entries(settings).map(([name, value]) => {
-        const [section = '', key = ''] = name.split('.');
-        return { section, key, value, source: `devnet node ${i}` };
-      });
+      const flags = overridesFrom(settings, `devnet node ${i}`);
       daemons.push(await startDaemon(loadConfig({ flags }), { logger: logger.child({ devnetNode: i }) }));
     }
   } catch (error) {

@@ -1,5 +1,5 @@
 import { type Daemon, startDaemon } from '../../src/daemon.ts';
-import { type ConfigOverride, loadConfig } from '../../src/node/config/load.ts';
+import { loadConfig, overridesFrom } from '../../src/node/config/load.ts';
 import type { Config } from '../../src/node/config/schema.ts';
 import { createLogger } from '../../src/node/logger.ts';
 import { RemoteNode } from '../../src/node/node.ts';
@@ -19,11 +19,7 @@ export function testConfig(dataDir: string, settings: Settings = {}): Config {
     'dht.dht_port': '0',
     'dht.bootstrap_nodes': '',
   };
-  const flags: ConfigOverride[] = Object.entries({ ...base, ...settings }).map(([name, value]) => {
-    const [section = '', key = ''] = name.split('.');
-    return { section, key, value, source: 'test' };
-  });
-  return loadConfig({ flags });
+  return loadConfig({ flags: overridesFrom({ ...base, ...settings }, 'test') });
 }
 
 /** Starts a daemon (node + API) stopped automatically after the test. */

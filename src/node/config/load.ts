@@ -153,3 +153,11 @@ function suggestKeys(section: string): string {
     .map(([k]) => k)
     .join(', ')}`;
 }
+
+/** `{ 'section.key': value }` as overrides from one source (devnet, tests, benchmarks). */
+export function overridesFrom(settings: Readonly<Record<string, string>>, source: string): ConfigOverride[] {
+  return Object.entries(settings).map(([name, value]) => {
+    const [section = '', key = ''] = name.split('.');
+    return { section, key, value, source };
+  });
+}

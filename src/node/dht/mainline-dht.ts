@@ -7,6 +7,7 @@ import type { Logger } from '../logger.ts';
 import { isValidBep42NodeId } from './bep42.ts';
 import { mutableTarget, signableBuffer, valueLengthOfSignable } from './bep44.ts';
 import { BEP44_SEQ_TOO_LOW, DHT_OPERATION_TIMEOUT_MS, DHT_QUERY_TIMEOUT_MS, K, MAX_BEP44_VALUE_BYTES } from './constants.ts';
+import { withDeadline } from '../util/time-bounds.ts';
 import { DhtNotRunningError, DhtTimeoutError } from './errors.ts';
 
 /** A verified BEP 44 mutable item as read from the DHT. */
@@ -157,11 +158,13 @@ export class MainlineDht {
   async getMutable(publicKey: Uint8Array, useLocal = false): Promise<MutableItem | null> {
     const dht = this.require();
     const target = mutableTarget(publicKey);
-    const response = await withTimeout(
+    const response = await withDeadline(
       new Promise<GetResponse | null>((resolve, reject) =>
         dht.get(target, { cache: useLocal }, (error, value) => (error ? reject(error) : resolve(value))),
       ),
-      'get',
+      DHT_OPERATION_TIMEOUT_MS,
+      () => new DhtTimeoutError('get', DHT_OPERATION_TIMEOUT_MS),
+      UNREF,
     );
     return response ? verifiedItem(response, publicKey, this.verify) : null;
   }
@@ -205,9 +208,11 @@ export class MainlineDht {
   /** BEP 5 announce_peer for `infoHash` with `port` at the closest nodes. */
   async announce(infoHash: Buffer, port: number): Promise<void> {
     const dht = this.require();
-    await withTimeout(
+    await withDeadline(
       new Promise<void>((resolve, reject) => dht.announce(infoHash, port, (error) => (error ? reject(error) : resolve()))),
-      'announce',
+      DHT_OPERATION_TIMEOUT_MS,
+      () => new DhtTimeoutError('announce', DHT_OPERATION_TIMEOUT_MS),
+      UNREF,
     );
   }
 
@@ -220,9 +225,11 @@ export class MainlineDht {
     };
     dht.on('peer', onPeer);
     try {
-      await withTimeout(
+      await withDeadline(
         new Promise<void>((resolve, reject) => dht.lookup(infoHash, (error) => (error ? reject(error) : resolve()))),
-        'lookup',
+        DHT_OPERATION_TIMEOUT_MS,
+        () => new DhtTimeoutError('lookup', DHT_OPERATION_TIMEOUT_MS),
+        UNREF,
       );
     } finally {
       dht.off('peer', onPeer);
@@ -235,6 +242,9 @@ export class MainlineDht {
     return this.dht;
   }
 }
+
+/** A lookup cut short by stop() must not hold the process open. */
+const UNREF = { unref: true };
 
 /** Re-checks a response completely: key and signature sizes, target, size limit, signature. */
 function verifiedItem(
@@ -250,13 +260,4 @@ function verifiedItem(
   if (encodedValue.length > MAX_BEP44_VALUE_BYTES) return null;
   if (!verify(k, signableBuffer(seq, encodedValue), sig)) return null;
   return { publicKey: Buffer.from(k), seq, value: response.v, encodedValue, signature: Buffer.from(sig) };
-}
-
-function withTimeout<T>(promise: Promise<T>, operation: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new DhtTimeoutError(operation, DHT_OPERATION_TIMEOUT_MS)), DHT_OPERATION_TIMEOUT_MS);
-    timer.unref(); // a lookup cut short by stop() must not hold the process open
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

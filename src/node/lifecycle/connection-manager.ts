@@ -4,7 +4,7 @@ import type { EventBus } from '../events/bus.ts';
 import type { ConnectionState, NodeEventMap } from '../events/types.ts';
 import { type ExchangeResult, type IdentityExchanger, formatAddress } from '../exchange/identity-exchange.ts';
 import type { Logger } from '../logger.ts';
-import { settleWithin } from '../util/settle-within.ts';
+import { settleWithin } from '../util/time-bounds.ts';
 import type { Direction, PeerConnection, PeerStream, Transport } from '../quic/types.ts';
 import { MessageChannel, isProtocolError } from '../wire/channel.ts';
 import { MAX_PROTOCOL_ERRORS, READ_TIMEOUT_MS } from '../wire/constants.ts';
@@ -350,15 +350,14 @@ export class ConnectionManager {
 
   private livePeer(peerId: string, includeConnecting = false): Tracked | undefined {
     for (const t of this.tracked.values()) {
-      if (t.peerId !== peerId || !t.connection || t.state === 'CLOSED' || t.state === 'STALE') continue;
-      if (includeConnecting || t.state !== 'CONNECTING') return t;
+      if (t.peerId === peerId && isLive(t) && (includeConnecting || t.state !== 'CONNECTING')) return t;
     }
     return undefined;
   }
 
   private liveAddress(remoteAddress: string): Tracked | undefined {
     for (const t of this.tracked.values()) {
-      if (t.remoteAddress === remoteAddress && t.connection && t.state !== 'CLOSED' && t.state !== 'STALE') return t;
+      if (t.remoteAddress === remoteAddress && isLive(t)) return t;
     }
     return undefined;
   }
@@ -377,6 +376,11 @@ export class ConnectionManager {
       viaRelay: false,
     };
   }
+}
+
+/** Has a connection that is neither closed nor being closed. */
+function isLive(t: Tracked): boolean {
+  return t.connection !== null && t.state !== 'CLOSED' && t.state !== 'STALE';
 }
 
 class DuplicateConnectionError extends RemoteNetworkError {

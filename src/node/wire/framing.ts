@@ -1,4 +1,5 @@
 import { FRAME_HEADER_BYTES, MAX_FRAME_BYTES, READ_TIMEOUT_MS } from './constants.ts';
+import { withDeadline } from '../util/time-bounds.ts';
 import { FrameTooLargeError, ReadTimeoutError, StreamEndedError } from './errors.ts';
 
 /**
@@ -44,7 +45,7 @@ export class FrameReader {
       if (this.ended) return false;
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new ReadTimeoutError(timeoutMs);
-      const chunk = await readWithin(this.reader, remaining, timeoutMs);
+      const chunk = await withDeadline(this.reader.read(), remaining, () => new ReadTimeoutError(timeoutMs));
       if (chunk.done) {
         this.ended = true;
         return false;
@@ -52,24 +53,6 @@ export class FrameReader {
       this.buffer = this.buffer.length === 0 ? Buffer.from(chunk.value) : Buffer.concat([this.buffer, chunk.value]);
     }
     return true;
-  }
-}
-
-async function readWithin(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  remainingMs: number,
-  timeoutMs: number,
-): Promise<ReadableStreamReadResult<Uint8Array>> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      reader.read(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new ReadTimeoutError(timeoutMs)), remainingMs);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 

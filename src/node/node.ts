@@ -8,7 +8,13 @@ import { chooseNodeId } from './dht/bep42.ts';
 import { MainlineDht } from './dht/mainline-dht.ts';
 import { TopicDiscovery } from './dht/topic-discovery.ts';
 import { DiscoveryService } from './discovery/discovery-service.ts';
-import { resolvePeerAddress } from './discovery/peer-address.ts';
+import { resolvePeerRoute } from './discovery/peer-address.ts';
+import { RemoteNetworkError } from './errors.ts';
+import { HolePuncher } from './holepunch/hole-puncher.ts';
+import { ReachabilityService, publicAddressOf } from './nat/reachability.ts';
+import { RelayClient, type RelaySession } from './relay/relay-client.ts';
+import { RelayServer } from './relay/relay-server.ts';
+import { RelayedTransport } from './relay/relayed-transport.ts';
 import { IdentityExchanger, formatAddress } from './exchange/identity-exchange.ts';
 import { type ConnectionInfo, ConnectionManager } from './lifecycle/connection-manager.ts';
 import { QuicTransport } from './quic/quic-transport.ts';
@@ -35,6 +41,14 @@ export interface StartNodeOptions {
   readonly logger?: Logger;
 }
 
+/** How long a relay with `node_type = auto` waits at start for its reachability verdict. */
+export const RELAY_REACHABILITY_TIMEOUT_MS = 30_000;
+
+/** `relay_mode = true` on a node that is not reachable from the internet. */
+export class RelayNotPublicError extends RemoteNetworkError {
+  readonly code = 'RELAY_NOT_PUBLIC';
+}
+
 /**
  * The composition root: builds every component of the node from the configuration, starts them in
  * order and stops them in reverse. Components receive what they need from here and talk to each
@@ -53,7 +67,13 @@ export class RemoteNode {
   readonly transport: QuicTransport;
   readonly connections: ConnectionManager;
   readonly discovery: DiscoveryService;
+  readonly reachability: ReachabilityService;
+  readonly relayServer: RelayServer;
+  readonly relayedTransport: RelayedTransport;
+  readonly relayClient: RelayClient;
+  readonly holePuncher: HolePuncher;
 
+  private readonly specificHost: string | null;
   private readonly components: Component[];
   private stopping: Promise<void> | undefined;
 
@@ -76,8 +96,10 @@ export class RemoteNode {
     );
 
     const specificHost = config.node.listen_host === '0.0.0.0' ? null : config.node.listen_host;
+    this.specificHost = specificHost;
     this.dht = new MainlineDht({
-      nodeId: chooseNodeId(this.nodeType, specificHost),
+      // Chosen before reachability is known: BEP 42 only for a node configured public.
+      nodeId: chooseNodeId(config.node.node_type === 'public' ? 'public' : 'private', specificHost),
       bootstrap: config.dht.bootstrap_nodes,
       host: config.node.listen_host,
       port: config.dht.dht_port,
@@ -88,6 +110,7 @@ export class RemoteNode {
       topic: config.peer_discovery.topic,
       intervalMs: config.peer_discovery.discovery_interval * 1000,
       announcePort: () => this.quicPort || this.dht.port,
+      announce: () => this.nodeType === 'public',
       ownAddress: () => (specificHost ? { host: specificHost, port: this.quicPort || this.dht.port } : null),
       bus: this.bus,
       logger,
@@ -100,8 +123,9 @@ export class RemoteNode {
       logger,
       republishIntervalMs: config.dht.metadata_republish_interval * 1000,
       content: () => this.initialMetadata(specificHost),
-      // The seed: a NAT node publishes only once it has a relay session.
-      held: this.nodeType === 'private',
+      // The seed: a NAT node publishes only once it has a relay session (and `auto` waits for its
+      // reachability verdict: an unreachable address must never be published).
+      held: config.node.node_type !== 'public',
     });
     this.metadataFetcher = new MetadataFetcher({
       dht: this.dht,
@@ -128,7 +152,7 @@ export class RemoteNode {
         isRelay: () => this.isRelay,
         topic: () => config.peer_discovery.topic,
         dhtPort: () => this.dht.port,
-        listenAddresses: () => (specificHost ? [formatAddress({ host: specificHost, port: this.quicPort })] : []),
+        listenAddresses: () => this.listenAddresses(),
       },
       knownPeers: this.knownPeers,
       maxPeersToShare: config.peer_discovery.max_known_peers_to_share,
@@ -154,27 +178,135 @@ export class RemoteNode {
       intervalMs: config.peer_discovery.discovery_interval * 1000,
       maxConnections: config.quic.max_connections,
     });
+    this.reachability = new ReachabilityService({
+      mode: config.node.node_type,
+      connections: this.connections,
+      probe: (address, peerId, timeoutMs) => this.transport.probe(address, peerId, timeoutMs),
+      bus: this.bus,
+      logger,
+      quicPort: () => this.quicPort,
+    });
+    this.relayServer = new RelayServer({
+      enabled: () => this.isRelay,
+      connections: this.connections,
+      bus: this.bus,
+      logger,
+      limits: {
+        maxSessions: config.relay.relay_max_sessions,
+        maxCircuitsPerPeer: config.relay.relay_max_circuits_per_peer,
+        maxCircuitBytes: config.relay.relay_max_circuit_bytes,
+        maxCircuitDurationMs: config.relay.relay_max_circuit_duration * 1000,
+      },
+      keepaliveIntervalMs: config.relay.relay_keepalive_interval * 1000,
+      ownAddress: () => this.publicAddress,
+    });
+    this.relayedTransport = new RelayedTransport({ identity, connections: this.connections, logger });
+    this.relayClient = new RelayClient({
+      ownPeerId: identity.peerId,
+      connections: this.connections,
+      knownPeers: this.knownPeers.repository,
+      bus: this.bus,
+      logger,
+      connectToPeer: (peerId) => this.connectToPeer(peerId),
+      onSession: (session) => this.relaySessionChanged(session),
+    });
+    this.holePuncher = new HolePuncher({
+      connections: this.connections,
+      sendRaw: (data, address) => this.transport.sendRaw(data, address),
+      bus: this.bus,
+      logger,
+      ownAddresses: () => [...this.reachability.observed.addresses(), ...this.listenAddresses()],
+    });
+    this.bus.on('nat.reachability.changed', () => void this.reachabilityChanged());
+    // A public node that listens on every interface learns the address to publish from its peers.
+    this.bus.on('peer.exchanged', () => {
+      if (this.nodeType === 'public' && !specificHost) void this.publishAddress();
+    });
     // A peer's DHT node joins our routing table once the exchange told us its port.
     this.bus.on('peer.exchanged', (e) => {
       const remote = parseHostPort(e.payload.remoteAddress);
       if (remote && e.payload.dhtPort > 0 && this.dht.running) this.dht.addNode({ host: remote.host, port: e.payload.dhtPort });
     });
+    const relayClientComponent: Component = {
+      name: 'relay-client',
+      start: () => {
+        if (this.config.node.node_type === 'private') this.relayClient.activate();
+      },
+      stop: () => this.relayClient.stop(),
+    };
     this.components = [
       this.dht,
       this.transport,
       this.connections,
+      this.reachability,
+      this.relayServer,
+      this.relayedTransport,
+      this.holePuncher,
       this.topicDiscovery,
       this.metadataPublisher,
+      relayClientComponent,
       this.discovery,
     ];
   }
 
-  /** Connects to a known peer at the address its DHT metadata gives (the seed's connection flow). */
+  /**
+   * Connects to a known peer the way its DHT metadata says (the seed's connection flow): directly
+   * when it is public, through its relay when it is behind NAT.
+   */
   async connectToPeer(peerId: string): Promise<ConnectionInfo> {
     const existing = this.connections.byPeer(peerId);
     if (existing) return existing;
-    const address = await resolvePeerAddress(peerId, this.knownPeers.repository, this.metadataFetcher);
-    return this.connections.connect(address, peerId);
+    const route = await resolvePeerRoute(peerId, this.knownPeers.repository, this.metadataFetcher);
+    if (route.kind === 'direct') return this.connections.connect(route.address, peerId);
+    return this.connections.connectVia(peerId, formatAddress(route.relayAddress), () => this.relayedTransport.dial(route));
+  }
+
+  /** Our address as the internet reaches it, when known (the listen address, or what peers observe). */
+  get publicAddress(): string | null {
+    if (this.nodeType !== 'public') return null;
+    return publicAddressOf(this.reachability.observed, this.specificHost, this.quicPort);
+  }
+
+  private listenAddresses(): string[] {
+    return this.specificHost ? [formatAddress({ host: this.specificHost, port: this.quicPort })] : [];
+  }
+
+  private async reachabilityChanged(): Promise<void> {
+    try {
+      if (this.nodeType === 'public') {
+        await this.metadataPublisher.update({ nodeType: 'public', isRelay: this.isRelay, capabilities: this.isRelay ? ['relay'] : [] });
+        await this.publishAddress();
+        if (this.metadataPublisher.isHeld) await this.metadataPublisher.release();
+      } else {
+        await this.metadataPublisher.update({ nodeType: 'private', publicIp: null, publicPort: null, isRelay: false, capabilities: [] });
+        this.relayClient.activate();
+      }
+    } catch (error) {
+      this.logger.warn({ err: error }, 'metadata update after the reachability verdict failed');
+    }
+  }
+
+  /** Publishes our public address when it differs from the one in our metadata. */
+  private async publishAddress(): Promise<void> {
+    const address = this.publicAddress ? parseHostPort(this.publicAddress) : undefined;
+    if (!address) return;
+    const current = this.metadataPublisher.current;
+    if (current.publicIp === address.host && current.publicPort === address.port) return;
+    await this.metadataPublisher.update({ publicIp: address.host, publicPort: address.port }).catch((error: unknown) => {
+      this.logger.warn({ err: error }, 'publishing our address failed');
+    });
+  }
+
+  /** The seed: a NAT node publishes its relay only once registered, and again on every change. */
+  private async relaySessionChanged(session: RelaySession | null): Promise<void> {
+    if (!session) return;
+    await this.metadataPublisher.update({
+      usingRelay: true,
+      connectedRelay: session.relayPeerId,
+      relaySessionId: session.sessionId,
+      relayAddress: session.relayAddress,
+    });
+    if (this.metadataPublisher.isHeld) await this.metadataPublisher.release();
   }
 
   static async start(config: Config, options: StartNodeOptions = {}): Promise<RemoteNode> {
@@ -183,18 +315,21 @@ export class RemoteNode {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const releaseLock = lockDataDir(dataDir);
     let database: OpenedDatabase | undefined;
+    let node: RemoteNode;
     try {
       const { identity, created, privateKeyFile } = loadOrCreateIdentity(dataDir);
       logger.info({ peerId: identity.peerId, keyFile: privateKeyFile, created }, created ? 'identity created' : 'identity loaded');
       database = openDatabase(join(dataDir, DATABASE_FILE));
-      const node = new RemoteNode(config, logger, identity, dataDir, database, releaseLock);
+      node = new RemoteNode(config, logger, identity, dataDir, database, releaseLock);
       await node.startComponents();
-      return node;
     } catch (error) {
       database?.close();
       releaseLock();
       throw error;
     }
+    // Running from here on: a failure stops the node (which releases the database and the lock).
+    await node.requirePublicRelay();
+    return node;
   }
 
   get peerId(): string {
@@ -232,13 +367,30 @@ export class RemoteNode {
     };
   }
 
-  /** Until reachability detection runs, `auto` counts as private (never publish an unreachable address). */
+  /** Forced by the config, or as reachability detection found (`auto` is private until then). */
   get nodeType(): NodeType {
-    return this.config.node.node_type === 'public' ? 'public' : 'private';
+    return this.reachability.reachability === 'PUBLIC' ? 'public' : 'private';
   }
 
+  /** A relay serves only once it is known to be public. */
   get isRelay(): boolean {
-    return this.config.relay.relay_mode;
+    return this.config.relay.relay_mode && this.nodeType === 'public';
+  }
+
+  /**
+   * A relay must be reachable: with `node_type = auto` the start waits for the reachability verdict
+   * and fails (after stopping the node) when the node is private or nobody could tell.
+   */
+  private async requirePublicRelay(): Promise<void> {
+    if (!this.config.relay.relay_mode || this.config.node.node_type !== 'auto') return;
+    const verdict = await this.reachability.waitForVerdict(RELAY_REACHABILITY_TIMEOUT_MS);
+    if (verdict === 'PUBLIC') return;
+    await this.stop('relay not public');
+    throw new RelayNotPublicError(
+      verdict === 'PRIVATE'
+        ? 'relay_mode = true, but this node is behind NAT: peers could not dial it back. A relay must be public.'
+        : `relay_mode = true, but reachability could not be confirmed within ${RELAY_REACHABILITY_TIMEOUT_MS / 1000} s (no peers to dial back). Set node_type = public if this node is reachable.`,
+    );
   }
 
   private async startComponents(): Promise<void> {

@@ -92,6 +92,7 @@ const ConnectionStateChange = builder.objectRef<StateChange>('ConnectionStateCha
     remoteAddress: t.string({ resolve: (e) => e.payload.remoteAddress }),
     from: t.field({ type: ConnectionState, nullable: true, resolve: (e) => e.payload.from }),
     to: t.field({ type: ConnectionState, resolve: (e) => e.payload.to }),
+    viaRelay: t.boolean({ resolve: (e) => e.payload.viaRelay }),
     at: t.field({ type: 'DateTime', resolve: (e) => e.at }),
   }),
 });

@@ -9,7 +9,7 @@ export const NodeType = builder.enumType('NodeType', {
   } as const,
 });
 
-const NodeInfo = builder.objectRef<RemoteNode>('NodeInfo').implement({
+export const NodeInfo = builder.objectRef<RemoteNode>('NodeInfo').implement({
   description: 'This node.',
   fields: (t) => ({
     peerId: t.id({ description: 'hex(SHA1(publicKey)), 40 hex characters.', resolve: (n) => n.peerId }),

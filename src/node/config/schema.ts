@@ -170,7 +170,31 @@ export const CONFIG_SPEC = {
   },
   relay: {
     relay_mode: setting(boolean, 'false', 'true or false', 'Offer relay service to NAT peers (public nodes only).'),
-    relay_keepalive_interval: setting(seconds(1, 300), '5', 'a number of seconds from 1 to 300', 'Relay keepalive period.'),
+    relay_keepalive_interval: setting(
+      seconds(1, 300),
+      '5',
+      'a number of seconds from 1 to 300',
+      'Relay keepalive period (a session missing 3 is closed).',
+    ),
+    relay_max_sessions: setting(integer(1, 100_000), '128', 'an integer from 1 to 100000', 'NAT clients a relay serves at once.'),
+    relay_max_circuits_per_peer: setting(
+      integer(1, 1024),
+      '16',
+      'an integer from 1 to 1024',
+      'Circuits open at once per peer, as caller or target (each relayed stream is one circuit).',
+    ),
+    relay_max_circuit_bytes: setting(
+      integer(1024, 1_099_511_627_776),
+      '268435456',
+      'a number of bytes from 1024 to 1099511627776',
+      'Bytes one circuit may carry (both directions); past it the relay cuts the circuit.',
+    ),
+    relay_max_circuit_duration: setting(
+      seconds(10, 604_800),
+      '3600',
+      'a number of seconds from 10 to 604800',
+      'Lifetime of one circuit; a relayed connection lasts at most this long, then is re-established.',
+    ),
   },
   quic: {
     quic_port: setting(port, '30906', 'an integer port from 0 to 65535 (0 = any free port)', 'UDP port of the QUIC socket.'),

@@ -17,6 +17,8 @@ export interface TopicDiscoveryOptions {
   readonly intervalMs: number;
   /** The port peers should dial us on (our QUIC port), read at each announce. */
   readonly announcePort: () => number;
+  /** Whether to announce ourselves (a node behind NAT is not dialable at the address a DHT records). */
+  readonly announce: () => boolean;
   /** Our own announced address, left out of what we report. */
   readonly ownAddress: () => HostPort | null;
   readonly bus: EventBus<NodeEventMap>;
@@ -74,7 +76,7 @@ export class TopicDiscovery {
     const { dht } = this.options;
     try {
       if (Date.now() - this.lastAnnounce >= Math.min(ANNOUNCE_INTERVAL_MS, this.options.intervalMs * 10)) {
-        if (dht.routingTableSize > 0) {
+        if (dht.routingTableSize > 0 && this.options.announce()) {
           await dht.announce(this.infoHash, this.options.announcePort());
           this.lastAnnounce = Date.now();
         }

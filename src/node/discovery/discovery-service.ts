@@ -15,8 +15,18 @@ export const MAX_CONCURRENT_DIALS = 8;
 export const MAX_QUEUED_DIALS = 1000;
 const FIRST_BACKOFF_MS = 1_000;
 const MAX_BACKOFF_MS = 5 * 60_000;
-/** Connected peers asked again for their known peers in each periodic round. */
-const REEXCHANGES_PER_ROUND = 3;
+/** Connected peers asked again for their known peers in a re-exchange round. */
+export const REEXCHANGES_PER_ROUND = 1;
+/**
+ * Re-exchanges back off while they teach nothing (Trickle, RFC 6206): the gap between re-exchange
+ * rounds doubles after each re-exchange that brought no new peer, up to this many periodic rounds,
+ * and drops back to every round as soon as this node learns a new peer from any source. A network
+ * that has converged then costs almost nothing, while news still spreads epidemically: every node
+ * that learns something exchanges again at once. (Three peers every round, the previous policy,
+ * kept 30 nodes in one process CPU-bound on the QUIC library's per-stream cost long after they
+ * had all met.)
+ */
+export const MAX_REEXCHANGE_GAP_ROUNDS = 16;
 /** Known-but-unconnected peers retried in each periodic round. */
 const RETRIES_PER_ROUND = 50;
 
@@ -48,6 +58,10 @@ export class DiscoveryService {
   private readonly backoff = new Map<string, { failures: number; until: number }>();
   private inFlight = 0;
   private running = false;
+  /** Periodic rounds between re-exchange rounds (1 … MAX_REEXCHANGE_GAP_ROUNDS). */
+  private reexchangeGap = 1;
+  /** Periodic rounds left until the next re-exchange round. */
+  private roundsToReexchange = 1;
   private timer: NodeJS.Timeout | undefined;
   private readonly unsubscribe: Array<() => void> = [];
   private readonly log: Logger;
@@ -60,7 +74,10 @@ export class DiscoveryService {
     this.running = true;
     const { bus } = this.options;
     this.unsubscribe.push(
-      bus.on('peer.discovered', (e) => this.enqueue({ kind: 'peer', peerId: e.payload.peerId })),
+      bus.on('peer.discovered', (e) => {
+        this.learned();
+        this.enqueue({ kind: 'peer', peerId: e.payload.peerId });
+      }),
       bus.on('dht.topic.peer', (e) => {
         const address = parseHostPort(e.payload.address);
         if (address) this.enqueue({ kind: 'address', address });
@@ -97,18 +114,41 @@ export class DiscoveryService {
     this.pump();
   }
 
-  /** One periodic round: retry known peers we are not connected to, re-exchange with a few. */
+  /** Periodic rounds between re-exchanges at the moment (diagnostics, tests). */
+  get reexchangeGapRounds(): number {
+    return this.reexchangeGap;
+  }
+
+  /**
+   * One periodic round: retry known peers we are not connected to (every round), and re-exchange
+   * with a connected peer when the adaptive gap says so (see MAX_REEXCHANGE_GAP_ROUNDS).
+   */
   periodic(): void {
     if (!this.running) return;
     for (const peer of this.options.knownPeers.recent(RETRIES_PER_ROUND, [this.options.ownPeerId])) {
       this.enqueue({ kind: 'peer', peerId: peer.peerId });
     }
+    this.roundsToReexchange -= 1;
+    if (this.roundsToReexchange > 0) return;
+    this.roundsToReexchange = this.reexchangeGap;
     const connected = this.options.connections.list().filter((c) => c.peerId && (c.state === 'IDLE' || c.state === 'CONNECTED'));
     for (const c of shuffle(connected).slice(0, REEXCHANGES_PER_ROUND)) {
-      this.options.connections.reexchange(c.peerId ?? '').catch((error: unknown) => {
-        this.log.debug({ err: error, peerId: c.peerId }, 're-exchange failed');
-      });
+      this.options.connections
+        .reexchange(c.peerId ?? '')
+        .then((result) => {
+          // New peers have already reset the gap (peer.discovered); nothing new widens it.
+          if (result.peersDiscovered === 0) this.reexchangeGap = Math.min(this.reexchangeGap * 2, MAX_REEXCHANGE_GAP_ROUNDS);
+        })
+        .catch((error: unknown) => {
+          this.log.debug({ err: error, peerId: c.peerId }, 're-exchange failed');
+        });
     }
+  }
+
+  /** This node learned a peer: what it knows changed, so exchange again from the next round on. */
+  private learned(): void {
+    this.reexchangeGap = 1;
+    this.roundsToReexchange = Math.min(this.roundsToReexchange, 1);
   }
 
   private pump(): void {

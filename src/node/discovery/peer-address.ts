@@ -1,23 +1,42 @@
 import type { KnownPeersRepository } from '../../db/known-peers.ts';
-import type { HostPort } from '../config/schema.ts';
+import { type HostPort, parseHostPort } from '../config/schema.ts';
 import type { MetadataFetcher } from '../metadata/metadata-fetcher.ts';
 import { MetadataNotFoundError } from '../metadata/peer-metadata.ts';
 import { PeerNotDialableError, PeerNotKnownError } from '../peers/errors.ts';
+import type { RelayRoute } from '../relay/relayed-transport.ts';
+
+/** How to reach a known peer: directly, or through the relay its metadata names. */
+export type PeerRoute = { readonly kind: 'direct'; readonly address: HostPort } | ({ readonly kind: 'relay' } & RelayRoute);
 
 /**
  * Where to dial a known peer, per the seed: its address comes from its DHT metadata; a public peer
- * is dialled directly; a NAT peer is reached through its relay (not available yet) or not at all.
+ * is dialled directly; a NAT peer through its relay; a NAT peer without a relay not at all.
  */
-export async function resolvePeerAddress(
+export async function resolvePeerRoute(
   peerId: string,
   knownPeers: KnownPeersRepository,
   fetcher: MetadataFetcher,
-): Promise<HostPort> {
+): Promise<PeerRoute> {
   const peer = knownPeers.get(peerId);
   if (!peer) throw new PeerNotKnownError(peerId);
   const fetched = await fetcher.fetch(peer.publicKey);
   if (!fetched) throw new MetadataNotFoundError(peerId);
   const m = fetched.metadata;
-  if (m.nodeType === 'public' && m.publicIp && m.publicPort) return { host: m.publicIp, port: m.publicPort };
-  throw new PeerNotDialableError(peerId, m.usingRelay ? 'it is behind NAT (relayed dialling is not available yet)' : 'it is behind NAT without a relay');
+  if (m.nodeType === 'public' && m.publicIp && m.publicPort) return { kind: 'direct', address: { host: m.publicIp, port: m.publicPort } };
+  const relayAddress = m.relayAddress ? parseHostPort(m.relayAddress) : undefined;
+  if (m.usingRelay && m.connectedRelay && relayAddress) {
+    return { kind: 'relay', targetPeerId: peerId, relayPeerId: m.connectedRelay, relayAddress };
+  }
+  throw new PeerNotDialableError(peerId, 'it is behind NAT without a relay');
+}
+
+/** A direct address only (callers that cannot use a relay). */
+export async function resolvePeerAddress(
+  peerId: string,
+  knownPeers: KnownPeersRepository,
+  fetcher: MetadataFetcher,
+): Promise<HostPort> {
+  const route = await resolvePeerRoute(peerId, knownPeers, fetcher);
+  if (route.kind === 'direct') return route.address;
+  throw new PeerNotDialableError(peerId, 'it is reachable through a relay only');
 }

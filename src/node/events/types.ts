@@ -5,6 +5,7 @@
  */
 export type ConnectionState = 'CONNECTING' | 'CONNECTED' | 'IDLE' | 'STALE' | 'CLOSED';
 export type KnownPeerSource = 'identity_exchange' | 'peer_exchange';
+export type RelayRole = 'server' | 'client';
 export type JobStatus = 'PENDING' | 'RUNNING' | 'COMPLETED' | 'FAILED' | 'CANCELLED';
 
 export interface NodeEventMap {
@@ -20,6 +21,8 @@ export interface NodeEventMap {
     remoteAddress: string;
     from: ConnectionState | null;
     to: ConnectionState;
+    /** Carried through a relay circuit. */
+    viaRelay: boolean;
   };
   'connection.rejected': { remoteAddress: string; claimedPeerId: string | null; reason: string };
   /** An identity + known-peers exchange completed on a connection. */
@@ -39,11 +42,14 @@ export interface NodeEventMap {
   'dht.metadata.fetched': { peerId: string; sequence: number; cached: boolean };
   'dht.topic.peer': { address: string; topic: string };
 
-  'relay.session.registered': { sessionId: string; peerId: string };
-  'relay.session.expired': { sessionId: string; peerId: string };
-  'relay.session.closed': { sessionId: string; peerId: string; reason: string };
+  /** On a relay (`server`) peerId is the client; on a NAT node (`client`) it is the relay. */
+  'relay.session.registered': { sessionId: string; peerId: string; role: RelayRole };
+  'relay.session.expired': { sessionId: string; peerId: string; role: RelayRole };
+  'relay.session.closed': { sessionId: string; peerId: string; role: RelayRole; reason: string };
 
   'holepunch.started': { peerId: string; attempt: number };
+  /** Reachability detection concluded (or changed its mind). */
+  'nat.reachability.changed': { reachability: 'PUBLIC' | 'PRIVATE'; natType: string; observedAddresses: string[] };
   'holepunch.succeeded': { peerId: string; attempt: number; durationMs: number };
   'holepunch.failed': { peerId: string; attempt: number; reason: string };
 
@@ -76,6 +82,7 @@ export const NODE_EVENT_TYPES = [
   'relay.session.expired',
   'relay.session.closed',
   'holepunch.started',
+  'nat.reachability.changed',
   'holepunch.succeeded',
   'holepunch.failed',
   'job.status.changed',

@@ -45,8 +45,12 @@ interface Tracked {
   activeStreams: number;
   lastActivity: Date;
   readonly openedAt: Date;
+  readonly viaRelay: boolean;
   protocolErrors: number;
 }
+
+/** Consumes an inbound connection before it is adopted (true = taken, e.g. a reachability dial-back). */
+export type InboundInterceptor = (connection: PeerConnection) => boolean;
 
 export interface ConnectionManagerOptions {
   readonly transport: Transport;
@@ -72,6 +76,7 @@ export class ConnectionManager {
   readonly name = 'connections';
   private readonly tracked = new Map<string, Tracked>();
   private readonly handlers = new Map<string, StreamHandler>();
+  private readonly interceptors: InboundInterceptor[] = [];
   private cleanupTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
 
@@ -85,6 +90,10 @@ export class ConnectionManager {
 
   handle(type: string, handler: StreamHandler): void {
     this.handlers.set(type, handler);
+  }
+
+  interceptInbound(interceptor: InboundInterceptor): void {
+    this.interceptors.push(interceptor);
   }
 
   start(): void {
@@ -121,24 +130,38 @@ export class ConnectionManager {
     return this.tracked.size;
   }
 
-  /** Dials, runs the exchange, and returns the connection (an existing one to the same peer is reused). */
+  /**
+   * Dials directly, runs the exchange, and returns the connection. An existing direct connection
+   * to the peer is reused; a relayed one is not (a direct connection replaces it).
+   */
   async connect(address: HostPort, expectedPeerId?: string): Promise<ConnectionInfo> {
     // Peers dial from their listening socket, so an inbound connection's source is that peer's
     // address too: an address we are already connected to needs no second connection.
-    const existing = expectedPeerId ? this.livePeer(expectedPeerId) : this.liveAddress(formatAddress(address));
+    const existing = expectedPeerId ? this.livePeer(expectedPeerId, { directOnly: true }) : this.liveAddress(formatAddress(address));
     if (existing) return this.info(existing);
+    return this.establish(
+      { peerId: expectedPeerId ?? null, remoteAddress: formatAddress(address), viaRelay: false },
+      () => this.options.transport.dial(address, expectedPeerId ? { expectedPeerId } : {}),
+    );
+  }
+
+  /** Opens a connection through `dial` (a relay circuit) unless any connection to the peer exists. */
+  async connectVia(peerId: string, remoteAddress: string, dial: () => Promise<PeerConnection>): Promise<ConnectionInfo> {
+    const existing = this.livePeer(peerId);
+    if (existing) return this.info(existing);
+    return this.establish({ peerId, remoteAddress, viaRelay: true }, dial);
+  }
+
+  private async establish(
+    target: Pick<Tracked, 'peerId' | 'remoteAddress' | 'viaRelay'>,
+    dial: () => Promise<PeerConnection>,
+  ): Promise<ConnectionInfo> {
     if (this.tracked.size >= this.options.maxConnections) {
       throw new ConnectionLimitError(`already ${this.tracked.size} connections (limit ${this.options.maxConnections})`);
     }
-    const record = this.track({
-      id: `pending-${++pendingIds}`,
-      connection: null,
-      peerId: expectedPeerId ?? null,
-      remoteAddress: formatAddress(address),
-      direction: 'outbound',
-    });
+    const record = this.track({ id: `pending-${++pendingIds}`, connection: null, direction: 'outbound', ...target });
     try {
-      const connection = await this.options.transport.dial(address, expectedPeerId ? { expectedPeerId } : {});
+      const connection = await dial();
       this.tracked.delete(record.id);
       const live = this.adopt(connection, record);
       if (!live) throw new DuplicateConnectionError();
@@ -171,6 +194,13 @@ export class ConnectionManager {
     return this.withStream(t, async () => work(await connection.openStream(), connection));
   }
 
+  /** Runs `work` on a new stream of one given connection, counted as active meanwhile. */
+  async withConnectionStream<T>(connection: PeerConnection, work: (stream: PeerStream) => Promise<T>): Promise<T> {
+    const t = this.tracked.get(connection.id);
+    if (!t || t.connection !== connection || !isLive(t)) throw new NotConnectedError(connection.remotePeerId);
+    return this.withStream(t, async () => work(await connection.openStream()));
+  }
+
   /** Re-runs the exchange over an open connection (periodic discovery). */
   async reexchange(peerId: string): Promise<ExchangeResult> {
     const t = this.livePeer(peerId);
@@ -181,7 +211,9 @@ export class ConnectionManager {
     return result;
   }
 
-  private accept(connection: PeerConnection): void {
+  /** Adopts a connection the peer opened (QUIC, or a relay circuit's control stream). */
+  accept(connection: PeerConnection): void {
+    for (const intercept of this.interceptors) if (intercept(connection)) return;
     if (this.tracked.size >= this.options.maxConnections) {
       void connection.close('too many connections');
       return;
@@ -196,16 +228,15 @@ export class ConnectionManager {
   }
 
   /**
-   * Starts tracking a connection whose peer TLS proved. With two connections to one peer: if one
-   * side dialled both, the newer replaces the older (it reconnected); if both sides dialled at
-   * once, both keep the one dialled by the smaller peer id. Null if this one lost.
+   * Starts tracking a connection whose peer is proven. With two connections to one peer: a direct
+   * one always wins over a relayed one (that is what a hole punch is for); otherwise, if one side
+   * dialled both, the newer replaces the older (it reconnected); if both sides dialled at once,
+   * both keep the one dialled by the smaller peer id. Null if this one lost.
    */
   private adopt(connection: PeerConnection, pending: Tracked | null): Tracked | null {
-    const other = this.livePeer(connection.remotePeerId, true);
+    const other = this.livePeer(connection.remotePeerId, { includeConnecting: true });
     if (other?.connection) {
-      const dialerOf = (c: PeerConnection) => (c.direction === 'outbound' ? this.options.ownPeerId : c.remotePeerId);
-      const sameDialer = dialerOf(other.connection) === dialerOf(connection);
-      if (!sameDialer && dialerOf(other.connection) < dialerOf(connection)) {
+      if (!this.supersedes(connection, other.connection)) {
         void connection.close('duplicate connection');
         return null;
       }
@@ -221,6 +252,7 @@ export class ConnectionManager {
         peerId: connection.remotePeerId,
         remoteAddress: formatAddress(connection.remoteAddress),
         direction: connection.direction,
+        viaRelay: connection.viaRelay,
       });
     if (pending) {
       pending.id = connection.id;
@@ -236,7 +268,14 @@ export class ConnectionManager {
     return record;
   }
 
-  private track(init: Pick<Tracked, 'id' | 'connection' | 'peerId' | 'remoteAddress' | 'direction'>): Tracked {
+  private supersedes(newer: PeerConnection, older: PeerConnection): boolean {
+    if (newer.viaRelay !== older.viaRelay) return !newer.viaRelay;
+    const dialerOf = (c: PeerConnection) => (c.direction === 'outbound' ? this.options.ownPeerId : c.remotePeerId);
+    if (dialerOf(older) === dialerOf(newer)) return true;
+    return dialerOf(newer) < dialerOf(older);
+  }
+
+  private track(init: Pick<Tracked, 'id' | 'connection' | 'peerId' | 'remoteAddress' | 'direction' | 'viaRelay'>): Tracked {
     const now = new Date();
     const record: Tracked = { ...init, state: 'CONNECTING', activeStreams: 0, lastActivity: now, openedAt: now, protocolErrors: 0 };
     this.tracked.set(record.id, record);
@@ -246,6 +285,7 @@ export class ConnectionManager {
       remoteAddress: record.remoteAddress,
       from: null,
       to: 'CONNECTING',
+      viaRelay: record.viaRelay,
     });
     return record;
   }
@@ -344,20 +384,25 @@ export class ConnectionManager {
       remoteAddress: record.remoteAddress,
       from,
       to,
+      viaRelay: record.viaRelay,
     });
     if (reason) this.log.debug({ peerId: record.peerId, reason }, `connection ${to.toLowerCase()}`);
   }
 
-  private livePeer(peerId: string, includeConnecting = false): Tracked | undefined {
+  private livePeer(peerId: string, options: { includeConnecting?: boolean; directOnly?: boolean } = {}): Tracked | undefined {
     for (const t of this.tracked.values()) {
-      if (t.peerId === peerId && isLive(t) && (includeConnecting || t.state !== 'CONNECTING')) return t;
+      if (t.peerId !== peerId || !isLive(t)) continue;
+      if (!options.includeConnecting && t.state === 'CONNECTING') continue;
+      if (options.directOnly && t.viaRelay) continue;
+      return t;
     }
     return undefined;
   }
 
+  /** A relayed connection's address is its relay's: only direct connections match an address. */
   private liveAddress(remoteAddress: string): Tracked | undefined {
     for (const t of this.tracked.values()) {
-      if (t.remoteAddress === remoteAddress && isLive(t)) return t;
+      if (t.remoteAddress === remoteAddress && isLive(t) && !t.viaRelay) return t;
     }
     return undefined;
   }
@@ -373,7 +418,7 @@ export class ConnectionManager {
       lastActivity: t.lastActivity,
       openedAt: t.openedAt,
       rttMs: t.connection?.rttMs() ?? null,
-      viaRelay: false,
+      viaRelay: t.viaRelay,
     };
   }
 }

@@ -43,6 +43,7 @@ export class QuicPeerConnection implements PeerConnection {
   readonly remoteAddress: HostPort;
   readonly direction: Direction;
   readonly openedAt = new Date();
+  readonly viaRelay = false;
   readonly closed: Promise<string>;
 
   private resolveClosed: (reason: string) => void = () => {};

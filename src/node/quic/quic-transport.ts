@@ -245,6 +245,49 @@ export class QuicTransport implements Transport {
     return connection;
   }
 
+  /**
+   * Reachability probe (an AutoNAT dial-back): a handshake with `address` from a fresh socket on a
+   * new port, so that a NAT mapping our listening socket opened towards that peer cannot carry it.
+   * True when the handshake completed with `expectedPeerId`. The connection is then held until the
+   * other side closes it (it proves the dial-back arrived) or `holdMs`, and dropped.
+   */
+  async probe(address: HostPort, expectedPeerId: string, timeoutMs: number, holdMs = 2_000): Promise<boolean> {
+    this.requireRunning();
+    const certificate = this.requireCertificate();
+    let client: QUICClient;
+    try {
+      client = await QUICClient.createQUICClient(
+        {
+          host: address.host,
+          port: address.port,
+          localHost: this.options.host,
+          localPort: 0,
+          crypto: clientCrypto(),
+          config: {
+            ...this.tlsConfig(this.verifyCallback(expectedPeerId)),
+            key: certificate.keyPem,
+            cert: certificate.certPem,
+            keepAliveIntervalTime: undefined,
+          },
+          reasonToCode,
+          codeToReason,
+          logger: this.libraryLog.getChild(`probe ${address.host}:${address.port}`),
+        },
+        { timer: timeoutMs },
+      );
+    } catch {
+      return false;
+    }
+    client.addEventListener(quicEvents.EventQUICClientError.name, this.ignoreLibraryError);
+    client.connection.addEventListener(quicEvents.EventQUICConnectionError.name, this.ignoreLibraryError);
+    const closedByPeer = new Promise<void>((resolve) =>
+      client.connection.addEventListener(quicEvents.EventQUICConnectionStopped.name, () => resolve(), { once: true }),
+    );
+    await settleWithin(closedByPeer, holdMs);
+    await client.destroy({ isApp: true, errorCode: APP_CLOSE_CODE, reason: Buffer.from('probe done'), force: true }).catch(() => {});
+    return true;
+  }
+
   async sendRaw(data: Uint8Array, address: HostPort): Promise<void> {
     const socket = this.requireRunning();
     try {

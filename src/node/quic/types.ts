@@ -26,6 +26,8 @@ export interface PeerConnection {
   readonly remoteAddress: HostPort;
   readonly direction: Direction;
   readonly openedAt: Date;
+  /** Carried through a relay circuit (its identity proven end to end, not by TLS). */
+  readonly viaRelay: boolean;
   openStream(): Promise<PeerStream>;
   /** Streams the remote opens; set once, before any stream can arrive (at 'connection' time). */
   onStream(handler: (stream: PeerStream) => void): void;

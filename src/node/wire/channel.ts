@@ -63,6 +63,12 @@ export class MessageChannel {
     if (extra !== null) throw new UnexpectedMessageError('a message after the end of the conversation');
   }
 
+  /** The raw stream from here on (see FrameReader.detach); the channel must not be used after. */
+  detach(): PeerStream {
+    this.writer.releaseLock();
+    return { readable: this.reader.detach(), writable: this.stream.writable, cancel: (reason) => this.stream.cancel(reason) };
+  }
+
   /**
    * Ends a failed conversation: tells the peer what went wrong (best effort; not when it was the
    * peer who refused) and resets the stream.

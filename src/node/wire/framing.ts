@@ -13,7 +13,7 @@ export class FrameReader {
   private ended = false;
 
   constructor(
-    readable: ReadableStream<Uint8Array>,
+    private readonly readable: ReadableStream<Uint8Array>,
     private readonly maxFrameBytes = MAX_FRAME_BYTES,
   ) {
     this.reader = readable.getReader();
@@ -38,6 +38,28 @@ export class FrameReader {
 
   release(): void {
     this.reader.releaseLock();
+  }
+
+  /**
+   * Hands the rest of the byte stream to someone else (a relay splicing a circuit, or a protocol
+   * that runs inside a circuit): bytes already read past the last frame come first, so nothing the
+   * peer sent early is lost.
+   */
+  detach(): ReadableStream<Uint8Array> {
+    const leftover = this.buffer;
+    this.buffer = Buffer.alloc(0);
+    this.reader.releaseLock();
+    if (leftover.length === 0) return this.readable;
+    const source = this.readable.getReader();
+    return new ReadableStream<Uint8Array>({
+      start: (controller) => controller.enqueue(leftover),
+      pull: async (controller) => {
+        const chunk = await source.read();
+        if (chunk.done) controller.close();
+        else controller.enqueue(chunk.value);
+      },
+      cancel: (reason) => source.cancel(reason),
+    });
   }
 
   private async fill(bytes: number, deadline: number, timeoutMs: number): Promise<boolean> {

@@ -57,4 +57,86 @@ export const errorMessage = z.object({
 });
 export type ErrorMessage = z.infer<typeof errorMessage>;
 
-export type WireMessage = IdentityMessage | KnownPeersMessage | ErrorMessage;
+const nonce = hex(32);
+const signature = hex(64);
+const sessionId = hex(8);
+
+// --- Relay (a NAT node's session with its relay, and circuits through the relay) ---
+
+/** A NAT node asks the relay for a session; `peer_id` must be the one TLS proved on this connection. */
+export const relayRegisterMessage = z.object({ type: z.literal('relay_register'), peer_id: peerIdSchema });
+export const relayRegisteredMessage = z.object({
+  type: z.literal('relay_registered'),
+  session_id: sessionId,
+  /** The relay's own dialable address, for the client's metadata. */
+  relay_address: address,
+  keepalive_interval: z.number().int().min(1).max(3600),
+});
+export const relayKeepaliveMessage = z.object({ type: z.literal('relay_keepalive'), session_id: sessionId });
+export const relayKeepaliveAckMessage = z.object({ type: z.literal('relay_keepalive_ack'), session_id: sessionId });
+/** A peer asks the relay for a circuit to a registered target. */
+export const relayConnectMessage = z.object({ type: z.literal('relay_connect'), target_peer_id: peerIdSchema });
+/** The relay tells the target who asks (a claim: the end-to-end handshake proves it). */
+export const relayIncomingMessage = z.object({ type: z.literal('relay_incoming'), source_peer_id: peerIdSchema });
+export const relayAcceptMessage = z.object({ type: z.literal('relay_accept') });
+export const relayConnectedMessage = z.object({ type: z.literal('relay_connected') });
+
+// --- End-to-end over a circuit: both ends prove their keys (signed nonces) ---
+
+export const circuitHelloMessage = z.object({
+  type: z.literal('circuit_hello'),
+  peer_id: peerIdSchema,
+  public_key: hex(32),
+  nonce,
+  /** `control` opens a relayed connection; `stream` adds a stream to the one named by connection_id. */
+  purpose: z.enum(['control', 'stream']),
+  connection_id: hex(8),
+});
+export const circuitProofMessage = z.object({
+  type: z.literal('circuit_proof'),
+  peer_id: peerIdSchema,
+  public_key: hex(32),
+  nonce,
+  signature,
+});
+export const circuitFinishMessage = z.object({ type: z.literal('circuit_finish'), signature });
+
+// --- Reachability (AutoNAT-style dial-back) ---
+
+export const dialbackRequestMessage = z.object({ type: z.literal('dialback_request') });
+export const dialbackResultMessage = z.object({
+  type: z.literal('dialback_result'),
+  /** The address the peer dialled (ours as it sees it). */
+  address,
+  reached: z.boolean(),
+  reason: z.string().max(200).nullable(),
+});
+
+// --- Hole punching, over a relayed connection ---
+
+export const holePunchConnectMessage = z.object({
+  type: z.literal('holepunch_connect'),
+  addresses: z.array(address).min(0).max(8),
+});
+export const holePunchSyncMessage = z.object({ type: z.literal('holepunch_sync') });
+
+type Messages<T extends z.ZodType> = z.infer<T>;
+export type WireMessage =
+  | IdentityMessage
+  | KnownPeersMessage
+  | ErrorMessage
+  | Messages<typeof relayRegisterMessage>
+  | Messages<typeof relayRegisteredMessage>
+  | Messages<typeof relayKeepaliveMessage>
+  | Messages<typeof relayKeepaliveAckMessage>
+  | Messages<typeof relayConnectMessage>
+  | Messages<typeof relayIncomingMessage>
+  | Messages<typeof relayAcceptMessage>
+  | Messages<typeof relayConnectedMessage>
+  | Messages<typeof circuitHelloMessage>
+  | Messages<typeof circuitProofMessage>
+  | Messages<typeof circuitFinishMessage>
+  | Messages<typeof dialbackRequestMessage>
+  | Messages<typeof dialbackResultMessage>
+  | Messages<typeof holePunchConnectMessage>
+  | Messages<typeof holePunchSyncMessage>;

@@ -1,0 +1,166 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { RemoteNode } from '../src/node/node.ts';
+import { MessageChannel } from '../src/node/wire/channel.ts';
+import { RemoteRefusedError } from '../src/node/wire/errors.ts';
+import { relayConnectedMessage, relayRegisteredMessage } from '../src/node/wire/messages.ts';
+import { startTestDaemon, startTestNode, until } from './helpers/daemon.ts';
+import { gql } from './helpers/graphql.ts';
+import { usePrivateNetwork } from './helpers/network.ts';
+
+/**
+ * Relay logic on loopback (the same code paths the NAT tests drive behind real NAT): registration
+ * bound to the TLS identity, publication after registration, relayed connections with end-to-end
+ * authentication, limits, failover. A "NAT" node here is one forced private.
+ */
+describe('relay: sessions, circuits, limits, failover', { timeout: 300_000 }, () => {
+  const { settings, quicAddress } = usePrivateNetwork();
+  const relaySettings = (extra: Record<string, string> = {}) =>
+    settings({ 'relay.relay_mode': 'true', 'relay.relay_keepalive_interval': '1', ...extra });
+  const natSettings = (relays: RemoteNode[]) =>
+    settings({ 'node.node_type': 'private', 'peer_discovery.bootstrap_peers': relays.map(quicAddress).join(',') });
+
+  /** Resolves with the client-side session once `node` registered with a relay. */
+  function registered(node: RemoteNode, exceptRelay?: string): Promise<string> {
+    return new Promise((resolve) => {
+      const off = node.bus.on('relay.session.registered', (e) => {
+        if (e.payload.role !== 'client' || e.payload.peerId === exceptRelay) return;
+        off();
+        resolve(e.payload.peerId);
+      });
+    });
+  }
+
+  it('registers a NAT node, publishes its relay only after that, and carries a relayed connection', async (t) => {
+    const relay = await startTestNode(t, relaySettings());
+    const nat = await startTestNode(t, natSettings([relay]));
+    assert.equal(nat.metadataPublisher.isHeld, true, 'a NAT node holds its metadata until it has a relay');
+    assert.equal(nat.metadataPublisher.lastPublish, null);
+    const published = new Promise<number>((resolve) => {
+      const off = nat.bus.on('dht.metadata.published', (e) => {
+        off();
+        resolve(e.payload.sequence);
+      });
+    });
+    assert.equal(await registered(nat), relay.peerId);
+    await published;
+    // On loopback a "NAT" node could still dial the caller below directly; behind real NAT it may
+    // too (outbound works), and that is the NAT tests' business. Here the relayed path is under test.
+    nat.discovery.stop();
+    const metadata = nat.metadataPublisher.current;
+    assert.equal(metadata.usingRelay, true);
+    assert.equal(metadata.connectedRelay, relay.peerId);
+    assert.equal(metadata.relayAddress, quicAddress(relay));
+    const [session] = relay.relayServer.list();
+    assert.equal(session?.peerId, nat.peerId);
+    assert.equal(metadata.relaySessionId, session?.sessionId);
+
+    // A public node reaches the NAT node through the relay, by peer id (address from the DHT metadata).
+    const caller = await startTestDaemon(t, settings({ 'peer_discovery.bootstrap_peers': quicAddress(relay) }));
+    await until([caller.node], () => caller.node.knownPeers.repository.get(nat.peerId) !== undefined);
+    caller.node.holePuncher.stop(); // keep the relayed connection for this test (punching has its own)
+    const result = await gql(caller.api.url, `mutation { connectPeer(peerId: "${nat.peerId}") { peerId viaRelay state } }`);
+    assert.equal(result.errors, undefined, JSON.stringify(result.errors));
+    assert.equal(result.data?.connectPeer.viaRelay, true);
+    assert.equal(result.data?.connectPeer.peerId, nat.peerId);
+    // Both ends hold a relayed connection whose identity was proven end to end, and the exchange ran.
+    await until([nat], () => nat.knownPeers.repository.get(caller.node.peerId) !== undefined);
+    assert.equal(nat.connections.byPeer(caller.node.peerId)?.viaRelay, true);
+    assert.equal(nat.knownPeers.repository.get(caller.node.peerId)?.source, 'identity_exchange');
+    const view = await gql(caller.api.url, `{ connections { peerId viaRelay } }`);
+    const relayed = view.data?.connections.find((c: { peerId: string }) => c.peerId === nat.peerId);
+    assert.equal(relayed?.viaRelay, true);
+    // More streams over the relayed connection: each is its own authenticated circuit.
+    for (let i = 0; i < 3; i++) await caller.node.connections.reexchange(nat.peerId);
+    assert.ok((relay.relayServer.list()[0]?.totalCircuits ?? 0) >= 5, 'control + exchange + 3 re-exchange circuits');
+    assert.ok((relay.relayServer.list()[0]?.bytesOut ?? 0) > 0, 'the relay counted the bytes');
+  });
+
+  it('refuses a registration for another peer id (hijack) and keeps the real session', async (t) => {
+    const relay = await startTestNode(t, relaySettings());
+    const nat = await startTestNode(t, natSettings([relay]));
+    await registered(nat);
+    const before = relay.relayServer.list()[0];
+    const thief = await startTestNode(t, settings());
+    await thief.connections.connect({ host: '127.0.0.1', port: relay.quicPort }, relay.peerId);
+    const attempt = thief.connections.withPeerStream(relay.peerId, async (stream) => {
+      const channel = new MessageChannel(stream);
+      await channel.send({ type: 'relay_register', peer_id: nat.peerId });
+      return channel.receive(relayRegisteredMessage, 'relay_registered');
+    });
+    await assert.rejects(attempt, (error: unknown) => error instanceof RemoteRefusedError && error.remoteCode === 'RELAY_IDENTITY_MISMATCH');
+    assert.deepEqual(
+      relay.relayServer.list().map((s) => [s.peerId, s.sessionId]),
+      [[nat.peerId, before?.sessionId]],
+    );
+  });
+
+  it('enforces circuits per peer and bytes per circuit, refusing with typed reasons', async (t) => {
+    const relay = await startTestNode(t, relaySettings({ 'relay.relay_max_circuits_per_peer': '1', 'relay.relay_max_circuit_bytes': '4096' }));
+    const nat = await startTestNode(t, natSettings([relay]));
+    await registered(nat);
+    const caller = await startTestNode(t, settings());
+    await caller.connections.connect({ host: '127.0.0.1', port: relay.quicPort }, relay.peerId);
+    let openCircuit!: () => void;
+    const firstOpen = new Promise<void>((resolve) => {
+      openCircuit = resolve;
+    });
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // Circuit 1: accepted, then held open while circuit 2 is asked for.
+    const first = caller.connections.withPeerStream(relay.peerId, async (stream) => {
+      const channel = new MessageChannel(stream);
+      await channel.send({ type: 'relay_connect', target_peer_id: nat.peerId });
+      await channel.receive(relayConnectedMessage, 'relay_connected');
+      openCircuit();
+      await held;
+      // Past the byte limit the relay cuts the circuit: the stream ends or resets.
+      const raw = channel.detach();
+      const writer = raw.writable.getWriter();
+      await writer.write(new Uint8Array(16 * 1024)).catch(() => {});
+      const reader = raw.readable.getReader();
+      for (;;) {
+        const chunk = await reader.read();
+        if (chunk.done) return 'ended';
+      }
+    });
+    await firstOpen;
+    const second = caller.connections.withPeerStream(relay.peerId, async (stream) => {
+      const channel = new MessageChannel(stream);
+      await channel.send({ type: 'relay_connect', target_peer_id: nat.peerId });
+      return channel.receive(relayConnectedMessage, 'relay_connected');
+    });
+    await assert.rejects(second, (error: unknown) => error instanceof RemoteRefusedError && error.remoteCode === 'RELAY_CIRCUIT_LIMIT');
+    const unknownTarget = caller.connections.withPeerStream(relay.peerId, async (stream) => {
+      const channel = new MessageChannel(stream);
+      await channel.send({ type: 'relay_connect', target_peer_id: 'f'.repeat(40) });
+      return channel.receive(relayConnectedMessage, 'relay_connected');
+    });
+    await assert.rejects(unknownTarget, (error: unknown) => error instanceof RemoteRefusedError && error.remoteCode === 'RELAY_TARGET_UNKNOWN');
+    release();
+    await first.catch(() => 'reset');
+    await until([relay, nat], () => (relay.relayServer.list()[0]?.circuits ?? -1) === 0);
+    const session = relay.relayServer.list()[0];
+    assert.ok((session?.bytesOut ?? 0) <= 4096 + 64 * 1024, `the relay stopped forwarding near the limit (${session?.bytesOut})`);
+    // The NAT node keeps its session and can be asked again.
+    assert.equal(session?.peerId, nat.peerId);
+  });
+
+  it('moves to another relay when its relay goes away, and republishes with a higher seq', async (t) => {
+    const relayA = await startTestNode(t, relaySettings());
+    const relayB = await startTestNode(t, relaySettings());
+    const nat = await startTestNode(t, natSettings([relayA, relayB]));
+    const first = await registered(nat);
+    const firstSeq = await until([nat], () => nat.metadataPublisher.lastPublish !== null).then(() => nat.metadataPublisher.currentSequence);
+    const [lost, other] = first === relayA.peerId ? [relayA, relayB] : [relayB, relayA];
+    const moved = registered(nat, lost.peerId);
+    await lost.stop('relay killed');
+    assert.equal(await moved, other.peerId);
+    await until([nat], () => nat.metadataPublisher.current.connectedRelay === other.peerId);
+    assert.ok(nat.metadataPublisher.currentSequence > firstSeq, 'new relay info has a higher seq');
+    assert.equal(nat.metadataPublisher.current.relayAddress, quicAddress(other));
+    await until([other], () => other.relayServer.list().some((s) => s.peerId === nat.peerId));
+  });
+});

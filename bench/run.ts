@@ -2,7 +2,9 @@ import { benchBencode } from './bencode.ts';
 import { benchDht } from './dht.ts';
 import { benchEd25519 } from './ed25519.ts';
 import { benchKnownPeers } from './known-peers.ts';
+import { benchHolePunch } from './holepunch.ts';
 import { benchNetwork } from './network.ts';
+import { benchRelay } from './relay.ts';
 import { printSection } from './report.ts';
 
 /** `npm run bench`: every figure next to its target, with its baseline measured in this same run. */
@@ -12,3 +14,5 @@ printSection('bencode (PeerMetadata-shaped dict)', benchBencode());
 printSection('known_peers in SQLite (WAL, synchronous=NORMAL)', benchKnownPeers());
 printSection(`BEP 44 on a 20-node DHT on 127.0.0.1`, await benchDht());
 printSection('QUIC connections between two nodes on 127.0.0.1 (@matrixai/quic 2.0.9)', await benchNetwork());
+printSection('Relay on 127.0.0.1 (relay in its own process)', await benchRelay());
+printSection('Hole punching behind real NAT (network namespaces, nftables)', await benchHolePunch());

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { RemoteNode } from '../src/node/node.ts';
 import { MessageChannel } from '../src/node/wire/channel.ts';
 import { RemoteRefusedError } from '../src/node/wire/errors.ts';
-import { relayConnectedMessage, relayRegisteredMessage } from '../src/node/wire/messages.ts';
+import { circuitProofMessage, relayAcceptMessage, relayConnectedMessage, relayRegisteredMessage } from '../src/node/wire/messages.ts';
 import { startTestDaemon, startTestNode, until } from './helpers/daemon.ts';
 import { gql } from './helpers/graphql.ts';
 import { usePrivateNetwork } from './helpers/network.ts';
@@ -93,6 +93,35 @@ describe('relay: sessions, circuits, limits, failover', { timeout: 300_000 }, ()
       relay.relayServer.list().map((s) => [s.peerId, s.sessionId]),
       [[nat.peerId, before?.sessionId]],
     );
+  });
+
+  it('refuses a circuit whose caller cannot prove the key the relay claims for it (no impersonation by the relay)', async (t) => {
+    const relay = await startTestNode(t, relaySettings());
+    const nat = await startTestNode(t, natSettings([relay]));
+    await registered(nat);
+    const victim = await startTestNode(t, settings());
+    // A rogue relay (any peer with a direct connection) forwards a "circuit" it claims comes from the victim.
+    const rogue = await startTestNode(t, settings());
+    await rogue.connections.connect({ host: '127.0.0.1', port: nat.quicPort }, nat.peerId);
+    const forged = rogue.connections.withPeerStream(nat.peerId, async (stream) => {
+      const channel = new MessageChannel(stream);
+      await channel.send({ type: 'relay_incoming', source_peer_id: victim.peerId });
+      await channel.receive(relayAcceptMessage, 'relay_accept');
+      await channel.send({
+        type: 'circuit_hello',
+        peer_id: victim.peerId,
+        public_key: Buffer.from(victim.identity.publicKey).toString('hex'),
+        nonce: 'ab'.repeat(32),
+        purpose: 'control',
+        connection_id: '01'.repeat(8),
+      });
+      await channel.receive(circuitProofMessage, 'circuit_proof');
+      // Without the victim's private key, the rogue can only send a signature that does not verify.
+      await channel.send({ type: 'circuit_finish', signature: '00'.repeat(64) });
+      return channel.receive(relayConnectedMessage, 'relay_connected');
+    });
+    await assert.rejects(forged, (error: unknown) => error instanceof RemoteRefusedError && error.remoteCode === 'CIRCUIT_AUTH_FAILED');
+    assert.equal(nat.connections.byPeer(victim.peerId), undefined, 'no connection was made to the claimed peer');
   });
 
   it('enforces circuits per peer and bytes per circuit, refusing with typed reasons', async (t) => {

@@ -22,6 +22,8 @@ const PUNCH_PACKETS = 3;
  */
 const PUNCH_PAYLOAD = Buffer.from('RNPUNCH1');
 const MAX_ADDRESSES = 4;
+/** Answering side: a peer can make us send packets and dial addresses it names, so one at a time per peer, few overall. */
+export const MAX_CONCURRENT_ANSWERS = 8;
 
 export class HolePunchFailedError extends RemoteNetworkError {
   readonly code = 'HOLE_PUNCH_FAILED';
@@ -67,6 +69,7 @@ export class HolePuncher {
   private lastError: string | null = null;
   private readonly perPeer = new Map<string, number>();
   private readonly inFlight = new Map<string, Promise<HolePunchResult>>();
+  private readonly answering = new Set<string>();
   private readonly offs: Array<() => void> = [];
   private readonly log: Logger;
 
@@ -174,13 +177,26 @@ export class HolePuncher {
   private async respond(connection: PeerConnection, channel: MessageChannel, first: Record<string, unknown>): Promise<void> {
     const request = parse(holePunchConnectMessage, first, 'holepunch_connect');
     if (!connection.viaRelay) throw new HolePunchFailedError('hole punching is coordinated over a relayed connection');
+    const peerId = connection.remotePeerId;
+    if (this.answering.has(peerId) || this.answering.size >= MAX_CONCURRENT_ANSWERS) {
+      throw new HolePunchFailedError('a hole punch with this peer (or too many others) is already under way');
+    }
+    this.answering.add(peerId);
+    try {
+      await this.answer(connection, channel, request.addresses);
+    } finally {
+      this.answering.delete(peerId);
+    }
+  }
+
+  private async answer(connection: PeerConnection, channel: MessageChannel, theirs: readonly string[]): Promise<void> {
     const sent = performance.now();
     await channel.send({ type: 'holepunch_connect', addresses: this.ownAddresses() });
     await channel.receive(holePunchSyncMessage, 'holepunch_sync');
     const rttMs = performance.now() - sent;
     await channel.finish();
     await delay(rttMs / 2);
-    this.fire(connection.remotePeerId, request.addresses).catch((error: unknown) =>
+    await this.fire(connection.remotePeerId, theirs).catch((error: unknown) =>
       this.log.debug({ err: error, peer: connection.remotePeerId }, 'hole punch dial (answering side) failed'),
     );
   }

@@ -4,7 +4,7 @@ import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import type { ConnectionInfo, ConnectionManager } from '../lifecycle/connection-manager.ts';
 import type { Logger } from '../logger.ts';
-import { withDeadline } from '../util/time-bounds.ts';
+import { settleWithin, withDeadline } from '../util/time-bounds.ts';
 import { MessageChannel } from '../wire/channel.ts';
 import { READ_TIMEOUT_MS } from '../wire/constants.ts';
 import { relayKeepaliveAckMessage, relayRegisteredMessage } from '../wire/messages.ts';
@@ -90,7 +90,8 @@ export class RelayClient {
     for (const off of this.offs.splice(0)) off();
     this.endSession?.('node stopping');
     this.wake?.();
-    await this.loop;
+    // A selection may be waiting on dials; they end on their own, the stop does not wait for them.
+    await settleWithin(this.loop ?? Promise.resolve(), 1_000);
   }
 
   /** Moves to this relay now (the API's selectRelay). */

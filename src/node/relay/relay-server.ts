@@ -169,7 +169,7 @@ export class RelayServer {
   private async connect(caller: PeerConnection, channel: MessageChannel, first: Record<string, unknown>): Promise<void> {
     this.refuseUnlessRelay();
     const request = parse(relayConnectMessage, first, 'relay_connect');
-    const target = this.sessions.get(request.target_peer_id);
+    const target = request.target_peer_id === caller.remotePeerId ? undefined : this.sessions.get(request.target_peer_id);
     if (!target) throw new RelayRefusedError('RELAY_TARGET_UNKNOWN', `peer ${request.target_peer_id} has no session here`);
     const source = caller.remotePeerId;
     const limit = this.options.limits.maxCircuitsPerPeer;

@@ -1,29 +1,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig, overridesFrom } from '../src/node/config/load.ts';
-import { createLogger } from '../src/node/logger.ts';
-import { RemoteNode } from '../src/node/node.ts';
+import { startBenchNode } from './bench-node.ts';
 import { type Figure, ms, percentile } from './report.ts';
 
 const CONNECTS = 60;
 const EXCHANGES = 300;
 
 
-async function startNode(dir: string): Promise<RemoteNode> {
-  const settings: Record<string, string> = {
-    'node.data_dir': dir,
-    'node.listen_host': '127.0.0.1',
-    'node.node_type': 'public',
-    'node.log_level': 'silent',
-    'quic.quic_port': '0',
-    'dht.dht_port': '0',
-    'dht.bootstrap_nodes': '',
-    // No periodic rounds during the measurement.
-    'peer_discovery.discovery_interval': '3600',
-  };
-  return RemoteNode.start(loadConfig({ flags: overridesFrom(settings, 'bench') }), { logger: createLogger('silent') });
-}
+const startNode = (dir: string) => startBenchNode(dir);
 
 /** QUIC connect + TLS identity proof + full exchange, and the exchange alone over an open connection. */
 export async function benchNetwork(): Promise<Figure[]> {

@@ -4,10 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { loadConfig, overridesFrom } from '../src/node/config/load.ts';
-import { createLogger } from '../src/node/logger.ts';
-import { RemoteNode } from '../src/node/node.ts';
+import type { RemoteNode } from '../src/node/node.ts';
 import { encodeFrame } from '../src/node/wire/framing.ts';
+import { startBenchNode as startNode } from './bench-node.ts';
 import { type Figure, ms, percentile } from './report.ts';
 
 const TRANSFER_BYTES = 8 * 1024 * 1024;
@@ -15,21 +14,6 @@ const CHUNK_BYTES = 64 * 1024;
 const CIRCUITS = 60;
 const RELAYED_CONNECTS = 15;
 const RELAY_NODE = fileURLToPath(new URL('./fixtures/relay-node.ts', import.meta.url));
-
-async function startNode(dir: string, extra: Record<string, string> = {}): Promise<RemoteNode> {
-  const settings: Record<string, string> = {
-    'node.data_dir': dir,
-    'node.listen_host': '127.0.0.1',
-    'node.node_type': 'public',
-    'node.log_level': 'silent',
-    'quic.quic_port': '0',
-    'dht.dht_port': '0',
-    'dht.bootstrap_nodes': '',
-    'peer_discovery.discovery_interval': '3600',
-    ...extra,
-  };
-  return RemoteNode.start(loadConfig({ flags: overridesFrom(settings, 'bench') }), { logger: createLogger('silent') });
-}
 
 /** The relay runs in its own process: forwarding gets its own core, as on a real relay. */
 async function spawnRelay(): Promise<{ child: ChildProcess; peerId: string; port: number }> {

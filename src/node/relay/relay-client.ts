@@ -9,7 +9,8 @@ import { MessageChannel } from '../wire/channel.ts';
 import { READ_TIMEOUT_MS } from '../wire/constants.ts';
 import { relayKeepaliveAckMessage, relayRegisteredMessage } from '../wire/messages.ts';
 import { CircuitClosedError, NoRelayAvailableError } from './errors.ts';
-import { MISSED_KEEPALIVES } from './relay-server.ts';
+import { MISSED_KEEPALIVES, UNKNOWN_ADDRESS } from './relay-server.ts';
+import { formatAddress } from '../exchange/identity-exchange.ts';
 
 /** Relays tried at once when choosing one (the lowest RTT wins). */
 const CANDIDATES_PER_SELECTION = 5;
@@ -192,7 +193,8 @@ export class RelayClient {
           const session: RelaySession = {
             relayPeerId,
             sessionId: registered.session_id,
-            relayAddress: registered.relay_address,
+            relayAddress:
+              registered.relay_address === UNKNOWN_ADDRESS ? formatAddress(connection.remoteAddress) : registered.relay_address,
             since: new Date(),
           };
           await this.started(session);

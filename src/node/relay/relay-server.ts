@@ -10,6 +10,9 @@ import { ReadTimeoutError } from '../wire/errors.ts';
 import { relayAcceptMessage, relayConnectMessage, relayKeepaliveMessage, relayRegisterMessage } from '../wire/messages.ts';
 import { RelayRefusedError } from './errors.ts';
 
+/** Sent as `relay_address` when the relay does not know its public address yet. */
+export const UNKNOWN_ADDRESS = '0.0.0.0:0';
+
 /** Keepalives a session may miss before it expires. */
 export const MISSED_KEEPALIVES = 3;
 
@@ -130,7 +133,8 @@ export class RelayServer {
     await channel.send({
       type: 'relay_registered',
       session_id: session.sessionId,
-      relay_address: this.options.ownAddress() ?? `${connection.remoteAddress.host}:0`,
+      // Unknown until peers have told us how they see us: the client then uses the address it dialled.
+      relay_address: this.options.ownAddress() ?? UNKNOWN_ADDRESS,
       keepalive_interval: keepaliveSeconds,
     });
     this.sessions.set(session.peerId, session);

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { createClient as createWsClient } from 'graphql-ws';
+import WebSocket from 'ws';
 import type { RemoteNode } from '../src/node/node.ts';
 import { MessageChannel } from '../src/node/wire/channel.ts';
 import { RemoteRefusedError } from '../src/node/wire/errors.ts';
 import { circuitProofMessage, relayAcceptMessage, relayConnectedMessage, relayRegisteredMessage } from '../src/node/wire/messages.ts';
-import { startTestDaemon, startTestNode, until } from './helpers/daemon.ts';
+import { startTestDaemon, startTestNode, subscriptionActive, until } from './helpers/daemon.ts';
 import { gql } from './helpers/graphql.ts';
 import { usePrivateNetwork } from './helpers/network.ts';
 
@@ -191,5 +193,44 @@ describe('relay: sessions, circuits, limits, failover', { timeout: 300_000 }, ()
     assert.ok(nat.metadataPublisher.currentSequence > firstSeq, 'new relay info has a higher seq');
     assert.equal(nat.metadataPublisher.current.relayAddress, quicAddress(other));
     await until([other], () => other.relayServer.list().some((s) => s.peerId === nat.peerId));
+  });
+
+  it('moves to the relay an operator selects, seen through relaySessionChanged and relaySessions', async (t) => {
+    const relayA = await startTestDaemon(t, relaySettings());
+    const relayB = await startTestDaemon(t, relaySettings());
+    const nat = await startTestDaemon(t, natSettings([relayA.node, relayB.node]));
+    const first = await registered(nat.node);
+    const [from, to] = first === relayA.node.peerId ? [relayA, relayB] : [relayB, relayA];
+    const client = createWsClient({ url: nat.api.url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0 });
+    t.after(() => client.dispose());
+    const changes: string[] = [];
+    const subscription = client.iterate<{ relaySessionChanged: { change: string; role: string; peerId: string } }>({
+      query: 'subscription { relaySessionChanged { change role peerId sessionId } }',
+    });
+    const before = nat.node.bus.listenerCount();
+    const collected = (async () => {
+      for await (const { data } of subscription) {
+        const c = data?.relaySessionChanged;
+        changes.push(`${c?.change} ${c?.role} ${c?.peerId === from.node.peerId ? 'from' : c?.peerId === to.node.peerId ? 'to' : '?'}`);
+        if (c?.change === 'registered') break;
+      }
+    })();
+    await subscriptionActive(nat.node, before);
+    const selected = await gql(nat.api.url, `mutation { selectRelay(peerId: "${to.node.peerId}") { peerId sessionId address } }`);
+    assert.equal(selected.errors, undefined, JSON.stringify(selected.errors));
+    assert.equal(selected.data?.selectRelay.peerId, to.node.peerId);
+    assert.equal(selected.data?.selectRelay.address, quicAddress(to.node));
+    await collected;
+    assert.deepEqual(changes, ['closed client from', 'registered client to']);
+    const sessions = await gql(to.api.url, '{ relaySessions { peerId sessionId circuits } }');
+    assert.deepEqual(
+      sessions.data?.relaySessions.map((s: { peerId: string; sessionId: string }) => [s.peerId, s.sessionId]),
+      [[nat.node.peerId, selected.data?.selectRelay.sessionId]],
+    );
+    const view = await gql(nat.api.url, '{ node { relay { peerId } } }');
+    assert.equal(view.data?.node.relay.peerId, to.node.peerId);
+    // Not a relay: a typed refusal.
+    const refused = await gql(nat.api.url, `mutation { selectRelay(peerId: "${'e'.repeat(40)}") { peerId } }`);
+    assert.equal(refused.errors?.[0]?.extensions?.code, 'RELAY_UNAVAILABLE');
   });
 });

@@ -97,6 +97,29 @@ describe('relay: sessions, circuits, limits, failover', { timeout: 300_000 }, ()
     );
   });
 
+  it('expires a session whose client stops sending keepalives', async (t) => {
+    const relay = await startTestNode(t, relaySettings());
+    const client = await startTestNode(t, settings());
+    await client.connections.connect({ host: '127.0.0.1', port: relay.quicPort }, relay.peerId);
+    const expired = new Promise<string>((resolve) => {
+      const off = relay.bus.on('relay.session.expired', (e) => {
+        off();
+        resolve(e.payload.peerId);
+      });
+    });
+    const sessionId = await client.connections.withPeerStream(relay.peerId, async (stream) => {
+      const channel = new MessageChannel(stream);
+      await channel.send({ type: 'relay_register', peer_id: client.peerId });
+      const registered = await channel.receive(relayRegisteredMessage, 'relay_registered');
+      assert.equal(relay.relayServer.list()[0]?.peerId, client.peerId);
+      // Silence: no keepalive. Three intervals (1 s each here) later the relay gives the session up.
+      assert.equal(await expired, client.peerId);
+      return registered.session_id;
+    });
+    assert.match(sessionId, /^[0-9a-f]{16}$/);
+    assert.deepEqual(relay.relayServer.list(), []);
+  });
+
   it('refuses a circuit whose caller cannot prove the key the relay claims for it (no impersonation by the relay)', async (t) => {
     const relay = await startTestNode(t, relaySettings());
     const nat = await startTestNode(t, natSettings([relay]));

@@ -1,11 +1,13 @@
 import { benchBencode } from './bencode.ts';
 import { benchDht } from './dht.ts';
+import { benchDiscovery } from './discovery.ts';
 import { benchEd25519 } from './ed25519.ts';
 import { benchKnownPeers } from './known-peers.ts';
 import { benchHolePunch } from './holepunch.ts';
 import { benchNetwork } from './network.ts';
 import { benchRelay } from './relay.ts';
 import { printSection } from './report.ts';
+import { THROUGHPUT_MIB, benchThroughput } from './throughput.ts';
 
 /** `npm run bench`: every figure next to its target, with its baseline measured in this same run. */
 console.log(`# Remote Network benchmarks (node ${process.version}, ${new Date().toISOString()})`);
@@ -16,3 +18,5 @@ printSection(`BEP 44 on a 20-node DHT on 127.0.0.1`, await benchDht());
 printSection('QUIC connections between two nodes on 127.0.0.1 (@matrixai/quic 2.0.9)', await benchNetwork());
 printSection('Relay on 127.0.0.1 (relay in its own process)', await benchRelay());
 printSection('Hole punching behind real NAT (network namespaces, nftables)', await benchHolePunch());
+printSection(`Bulk throughput of one QUIC stream on 127.0.0.1 (${THROUGHPUT_MIB} MiB streams, @matrixai/quic 2.0.9 defaults)`, await benchThroughput());
+printSection('Discovery: 50 and 100 nodes in one process on 127.0.0.1 (private DHT, default configuration)', await benchDiscovery());

@@ -14,7 +14,7 @@ import { HolePuncher } from './holepunch/hole-puncher.ts';
 import { ReachabilityService, publicAddressOf } from './nat/reachability.ts';
 import { RelayClient, type RelaySession } from './relay/relay-client.ts';
 import { RelayServer } from './relay/relay-server.ts';
-import { RelayedTransport } from './relay/relayed-transport.ts';
+import { type RelayRoute, RelayedTransport } from './relay/relayed-transport.ts';
 import { IdentityExchanger, formatAddress } from './exchange/identity-exchange.ts';
 import { type ConnectionInfo, ConnectionManager } from './lifecycle/connection-manager.ts';
 import { QuicTransport } from './quic/quic-transport.ts';
@@ -177,6 +177,7 @@ export class RemoteNode {
       bootstrap: config.peer_discovery.bootstrap_peers,
       intervalMs: config.peer_discovery.discovery_interval * 1000,
       maxConnections: config.quic.max_connections,
+      connectRelayed: (route) => this.connectRelayed(route),
     });
     this.reachability = new ReachabilityService({
       mode: config.node.node_type,
@@ -258,7 +259,11 @@ export class RemoteNode {
     if (existing) return existing;
     const route = await resolvePeerRoute(peerId, this.knownPeers.repository, this.metadataFetcher);
     if (route.kind === 'direct') return this.connections.connect(route.address, peerId);
-    return this.connections.connectVia(peerId, formatAddress(route.relayAddress), () => this.relayedTransport.dial(route));
+    return this.connectRelayed(route);
+  }
+
+  private connectRelayed(route: RelayRoute): Promise<ConnectionInfo> {
+    return this.connections.connectVia(route.targetPeerId, formatAddress(route.relayAddress), () => this.relayedTransport.dial(route));
   }
 
   /** Our address as the internet reaches it, when known (the listen address, or what peers observe). */

@@ -6,10 +6,17 @@ import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
 import type { Logger } from '../logger.ts';
 import type { MetadataFetcher } from '../metadata/metadata-fetcher.ts';
 import { PeerNotDialableError } from '../peers/errors.ts';
+import { DialTimeoutError } from '../quic/errors.ts';
 import { setBounded } from '../util/bounded-map.ts';
-import { resolvePeerAddress } from './peer-address.ts';
+import { type PeerRoute, resolvePeerRoute } from './peer-address.ts';
 
-/** Dials in flight at once. */
+/**
+ * Dials in flight at once, at most. The actual window adapts (AIMD, like TCP's congestion window):
+ * a dial that times out halves it, each completed dial widens it by one. A handshake that times
+ * out has cost both ends most of its work for nothing, and it times out because this node (or the
+ * path) is already slower than the dial timeout; starting more at once only makes all of them
+ * slower. (100 nodes in one process collapsed without this: three dials in four timed out.)
+ */
 export const MAX_CONCURRENT_DIALS = 8;
 /** Queued dials beyond which new targets wait for the next periodic round. */
 export const MAX_QUEUED_DIALS = 1000;
@@ -42,21 +49,27 @@ export interface DiscoveryServiceOptions {
   readonly bootstrap: readonly HostPort[];
   readonly intervalMs: number;
   readonly maxConnections: number;
+  /** Connects to a NAT peer through the relay its metadata names. */
+  readonly connectRelayed: (route: Extract<PeerRoute, { kind: 'relay' }>) => Promise<unknown>;
 }
 
 /**
  * Finds and dials peers: the bootstrap addresses at start, every newly known peer (the discovery
  * cascade: each connection's exchange teaches more peers, each of which is dialled in turn), and
  * addresses found on the DHT topic. A peer's address comes from its DHT metadata: public nodes
- * are dialled directly; NAT nodes are skipped until relayed dialling exists. Dials go through a
- * bounded queue with exponential backoff per target and respect the connection cap.
+ * are dialled directly, NAT nodes through their relay (a NAT node without one is skipped). Dials
+ * go through a bounded queue with exponential backoff per target and respect the connection cap.
  */
 export class DiscoveryService {
   readonly name = 'discovery';
   private readonly queue: Target[] = [];
   private readonly queued = new Set<string>();
   private readonly backoff = new Map<string, { failures: number; until: number }>();
+  /** Dials in flight by address: a peer found both on the DHT topic and by exchange is dialled once. */
+  private readonly dialling = new Map<string, Promise<unknown>>();
   private inFlight = 0;
+  /** Dials allowed in flight now (1 … MAX_CONCURRENT_DIALS). */
+  private dialWindow = MAX_CONCURRENT_DIALS;
   private running = false;
   /** Periodic rounds between re-exchange rounds (1 … MAX_REEXCHANGE_GAP_ROUNDS). */
   private reexchangeGap = 1;
@@ -96,9 +109,9 @@ export class DiscoveryService {
     this.queued.clear();
   }
 
-  /** Queue length and dials in flight (diagnostics). */
-  get pending(): { queued: number; inFlight: number } {
-    return { queued: this.queue.length, inFlight: this.inFlight };
+  /** Queue length, dials in flight and the current dial window (diagnostics). */
+  get pending(): { queued: number; inFlight: number; window: number } {
+    return { queued: this.queue.length, inFlight: this.inFlight, window: this.dialWindow };
   }
 
   enqueue(target: Target): void {
@@ -125,13 +138,17 @@ export class DiscoveryService {
    */
   periodic(): void {
     if (!this.running) return;
-    for (const peer of this.options.knownPeers.recent(RETRIES_PER_ROUND, [this.options.ownPeerId])) {
+    const connections = this.options.connections.list().filter((c) => c.peerId && c.state !== 'CLOSED' && c.state !== 'STALE');
+    // The most recently seen known peers we have no connection to (connected ones are left out
+    // of the query, so that they cannot crowd the unconnected out of the round).
+    const skip = [this.options.ownPeerId, ...connections.map((c) => c.peerId ?? '')];
+    for (const peer of this.options.knownPeers.recent(RETRIES_PER_ROUND, skip)) {
       this.enqueue({ kind: 'peer', peerId: peer.peerId });
     }
     this.roundsToReexchange -= 1;
     if (this.roundsToReexchange > 0) return;
     this.roundsToReexchange = this.reexchangeGap;
-    const connected = this.options.connections.list().filter((c) => c.peerId && (c.state === 'IDLE' || c.state === 'CONNECTED'));
+    const connected = connections.filter((c) => c.state === 'IDLE' || c.state === 'CONNECTED');
     for (const c of shuffle(connected).slice(0, REEXCHANGES_PER_ROUND)) {
       this.options.connections
         .reexchange(c.peerId ?? '')
@@ -152,14 +169,17 @@ export class DiscoveryService {
   }
 
   private pump(): void {
-    while (this.running && this.inFlight < MAX_CONCURRENT_DIALS && this.queue.length > 0) {
+    while (this.running && this.inFlight < this.dialWindow && this.queue.length > 0) {
       if (this.options.connections.size >= this.options.maxConnections) return;
       const target = this.queue.shift();
       if (!target) return;
       this.queued.delete(keyOf(target));
       this.inFlight += 1;
       this.dial(target)
-        .then(() => this.backoff.delete(keyOf(target)))
+        .then((dialled) => {
+          this.backoff.delete(keyOf(target));
+          if (dialled) this.dialWindow = Math.min(this.dialWindow + 1, MAX_CONCURRENT_DIALS);
+        })
         .catch((error: unknown) => this.failed(target, error))
         .finally(() => {
           this.inFlight -= 1;
@@ -168,26 +188,51 @@ export class DiscoveryService {
     }
   }
 
-  private async dial(target: Target): Promise<void> {
-    if (target.kind === 'address') {
-      await this.options.connections.connect(target.address);
-      return;
+  /** True when a handshake completed (not when the peer was connected already). */
+  private async dial(target: Target): Promise<boolean> {
+    if (target.kind === 'address') return this.connectOnce(target.address);
+    if (this.options.connections.isConnected(target.peerId)) return false;
+    const route = await resolvePeerRoute(target.peerId, this.options.knownPeers, this.options.fetcher);
+    if (route.kind === 'relay') {
+      await this.options.connectRelayed(route);
+      return true;
     }
-    if (this.options.connections.isConnected(target.peerId)) return;
-    const address = await resolvePeerAddress(target.peerId, this.options.knownPeers, this.options.fetcher);
-    await this.options.connections.connect(address, target.peerId);
+    return this.connectOnce(route.address, target.peerId);
+  }
+
+  /**
+   * One dial per address at a time. The same peer usually turns up twice at once (its address on
+   * the DHT topic, its id in an exchange); two dials from one node would both complete the
+   * handshake and the newer would replace the older, doubling the most expensive step. A later
+   * caller waits for the dial in flight (its failure is the caller's too) and then reuses the
+   * connection it made.
+   */
+  private async connectOnce(address: HostPort, peerId?: string): Promise<boolean> {
+    const key = `${address.host}:${address.port}`;
+    for (let current = this.dialling.get(key); current; current = this.dialling.get(key)) await current;
+    const started = Date.now();
+    const dialling = this.options.connections.connect(address, peerId);
+    this.dialling.set(key, dialling);
+    try {
+      // An existing connection (to that peer, or at that address) is returned as it is.
+      return (await dialling).openedAt.getTime() >= started;
+    } finally {
+      this.dialling.delete(key);
+    }
   }
 
   private failed(target: Target, error: unknown): void {
     const key = keyOf(target);
     // The cached address may be stale (the peer restarted elsewhere): look it up again next time.
     if (target.kind === 'peer') this.options.fetcher.invalidate(target.peerId);
+    if (error instanceof DialTimeoutError) this.dialWindow = Math.max(1, Math.floor(this.dialWindow / 2));
     const failures = (this.backoff.get(key)?.failures ?? 0) + 1;
     const delay = Math.min(FIRST_BACKOFF_MS * 2 ** (failures - 1), MAX_BACKOFF_MS);
     setBounded(this.backoff, key, { failures, until: Date.now() + delay }, MAX_QUEUED_DIALS * 10);
     this.log.debug({ target: key, failures, retryInMs: delay, err: error }, 'dial failed');
-    // A NAT peer stays undialable until relays exist; anything else (metadata not published yet,
-    // a peer still starting) is worth another try once the backoff ends.
+    // A NAT peer without a relay waits for the next periodic round (it may register by then);
+    // anything else (metadata not published yet, a peer still starting) is worth another try once
+    // the backoff ends.
     if (error instanceof PeerNotDialableError) return;
     if (this.running && failures < 8) {
       const retry = setTimeout(() => this.enqueue(target), delay);

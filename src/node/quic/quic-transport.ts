@@ -364,7 +364,9 @@ export class QuicTransport implements Transport {
     // library's force flag does not cut it short): wait a moment, then the forced stops below end the rest.
     await settleWithin(Promise.all([...this.open].map((connection) => connection.close(CLOSE_REASON_TRANSPORT_STOPPED))), STOP_GRACE_MS);
     try {
-      await this.server?.stop({ isApp: true, errorCode: APP_CLOSE_CODE, force: true });
+      // The server's stop waits for each connection's closing period (seconds, longer under load)
+      // even when forced; the forced socket stop below ends whatever is left.
+      await settleWithin(this.server?.stop({ isApp: true, errorCode: APP_CLOSE_CODE, force: true }) ?? Promise.resolve(), STOP_GRACE_MS);
       this.server?.removeEventListener(quicEvents.EventQUICServerConnection.name, this.handleInbound);
       await this.socket?.stop({ force: true });
     } finally {

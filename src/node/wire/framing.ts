@@ -62,19 +62,31 @@ export class FrameReader {
     });
   }
 
+  /**
+   * Reads until `bytes` are buffered. The library delivers ~1.3 KB chunks: they are collected and
+   * joined once, not re-copied on every chunk (which made a large frame quadratic).
+   */
   private async fill(bytes: number, deadline: number, timeoutMs: number): Promise<boolean> {
-    while (this.buffer.length < bytes) {
-      if (this.ended) return false;
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) throw new ReadTimeoutError(timeoutMs);
-      const chunk = await withDeadline(this.reader.read(), remaining, () => new ReadTimeoutError(timeoutMs));
-      if (chunk.done) {
-        this.ended = true;
-        return false;
+    if (this.buffer.length >= bytes) return true;
+    const chunks: Uint8Array[] = [this.buffer];
+    let length = this.buffer.length;
+    try {
+      while (length < bytes) {
+        if (this.ended) return false;
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) throw new ReadTimeoutError(timeoutMs);
+        const chunk = await withDeadline(this.reader.read(), remaining, () => new ReadTimeoutError(timeoutMs));
+        if (chunk.done) {
+          this.ended = true;
+          return false;
+        }
+        chunks.push(chunk.value);
+        length += chunk.value.byteLength;
       }
-      this.buffer = this.buffer.length === 0 ? Buffer.from(chunk.value) : Buffer.concat([this.buffer, chunk.value]);
+      return true;
+    } finally {
+      this.buffer = chunks.length === 1 ? this.buffer : Buffer.concat(chunks, length);
     }
-    return true;
   }
 }
 

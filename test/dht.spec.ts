@@ -249,17 +249,20 @@ describe('DHT: private network on loopback', () => {
   });
 
   it('announces the topic (BEP 5) and finds the other nodes on it', async (t) => {
-    const a = await daemon(t, { 'quic.quic_port': '41001' });
-    const found = a.node.bus.once('dht.topic.peer', (e) => e.payload.address === '127.0.0.1:41002');
-    await daemon(t, { 'quic.quic_port': '41002' });
-    await found;
+    // Free ports (a fixed one may be taken by any ephemeral socket on the machine).
+    const a = await daemon(t);
+    const own = `127.0.0.1:${a.node.quicPort}`;
+    const found = a.node.bus.once('dht.topic.peer', (e) => e.payload.address !== own);
+    const b = await daemon(t);
+    const other = `127.0.0.1:${b.node.quicPort}`;
+    assert.equal((await found).payload.address, other);
     const status = await gql(
       a.api.url,
       '{ dht { nodeId port routingTableSize announcedTopic infoHash topicPeers bep42Violations currentSequence } }',
     );
     const info = status.data?.dht;
-    assert.ok(info.topicPeers.includes('127.0.0.1:41002'));
-    assert.ok(!info.topicPeers.includes('127.0.0.1:41001'), 'not ourselves');
+    assert.ok(info.topicPeers.includes(other));
+    assert.ok(!info.topicPeers.includes(own), 'not ourselves');
     assert.equal(info.announcedTopic, 'remote-network-mesh');
     assert.equal(info.infoHash, a.node.topicDiscovery.infoHash.toString('hex'));
     assert.ok(info.routingTableSize > 0);

@@ -33,10 +33,6 @@ export class ObservedAddresses {
     setBounded(this.reports, reporterPeerId, { host: address.host, port: address.port, from: from.host }, MAX_REPORTS);
   }
 
-  forget(reporterPeerId: string): void {
-    this.reports.delete(reporterPeerId);
-  }
-
   /** Distinct observed addresses, most reported first. */
   addresses(): string[] {
     const counts = new Map<string, number>();

@@ -65,10 +65,6 @@ export class RelayedConnection implements PeerConnection {
     void init.controlEnded.then(() => this.finish('relay circuit closed'));
   }
 
-  get isClosed(): boolean {
-    return this.reason !== undefined;
-  }
-
   async openStream(): Promise<PeerStream> {
     if (this.reason !== undefined) throw new ConnectionClosedError(this.reason);
     const circuit = await this.init.openCircuit();

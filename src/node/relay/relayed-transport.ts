@@ -71,11 +71,6 @@ export class RelayedTransport {
     return connection;
   }
 
-  /** Relayed connections open now (diagnostics). */
-  get size(): number {
-    return this.byId.size;
-  }
-
   stop(): void {
     for (const connection of this.byId.values()) void connection.close('node stopping');
   }
@@ -136,7 +131,8 @@ export class RelayedTransport {
         direction: 'inbound',
         control: circuit.stream,
         controlEnded: circuit.ended,
-        rttMs: relay.rttMs() === null ? null : (relay.rttMs() ?? 0) * 2,
+        // Two hops through the relay, each about the relay connection's RTT.
+        rttMs: doubled(relay.rttMs()),
         openCircuit: async () =>
           (
             await this.openCircuit(
@@ -161,4 +157,8 @@ export class RelayedTransport {
     // The relay connection stays busy (never idle-closed) while the circuit is open.
     await circuit.ended;
   }
+}
+
+function doubled(ms: number | null): number | null {
+  return ms === null ? null : ms * 2;
 }

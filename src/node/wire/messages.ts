@@ -120,23 +120,22 @@ export const holePunchConnectMessage = z.object({
 });
 export const holePunchSyncMessage = z.object({ type: z.literal('holepunch_sync') });
 
-type Messages<T extends z.ZodType> = z.infer<T>;
 export type WireMessage =
   | IdentityMessage
   | KnownPeersMessage
   | ErrorMessage
-  | Messages<typeof relayRegisterMessage>
-  | Messages<typeof relayRegisteredMessage>
-  | Messages<typeof relayKeepaliveMessage>
-  | Messages<typeof relayKeepaliveAckMessage>
-  | Messages<typeof relayConnectMessage>
-  | Messages<typeof relayIncomingMessage>
-  | Messages<typeof relayAcceptMessage>
-  | Messages<typeof relayConnectedMessage>
-  | Messages<typeof circuitHelloMessage>
-  | Messages<typeof circuitProofMessage>
-  | Messages<typeof circuitFinishMessage>
-  | Messages<typeof dialbackRequestMessage>
-  | Messages<typeof dialbackResultMessage>
-  | Messages<typeof holePunchConnectMessage>
-  | Messages<typeof holePunchSyncMessage>;
+  | z.infer<typeof relayRegisterMessage>
+  | z.infer<typeof relayRegisteredMessage>
+  | z.infer<typeof relayKeepaliveMessage>
+  | z.infer<typeof relayKeepaliveAckMessage>
+  | z.infer<typeof relayConnectMessage>
+  | z.infer<typeof relayIncomingMessage>
+  | z.infer<typeof relayAcceptMessage>
+  | z.infer<typeof relayConnectedMessage>
+  | z.infer<typeof circuitHelloMessage>
+  | z.infer<typeof circuitProofMessage>
+  | z.infer<typeof circuitFinishMessage>
+  | z.infer<typeof dialbackRequestMessage>
+  | z.infer<typeof dialbackResultMessage>
+  | z.infer<typeof holePunchConnectMessage>
+  | z.infer<typeof holePunchSyncMessage>;

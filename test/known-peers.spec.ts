@@ -151,6 +151,16 @@ describe('known_peers', () => {
     );
   });
 
+  it('shares peers seen in the same second in random order, so every one of them gets shared', (t) => {
+    const { repository } = openRepository(t);
+    const sameSecond = new Date(Date.UTC(2026, 0, 1));
+    repository.upsertMany(Array.from({ length: 100 }, () => peer({ seenAt: sameSecond })));
+    const shared = new Set<string>();
+    for (let i = 0; i < 30; i++) for (const p of repository.recent(10)) shared.add(p.peerId);
+    // A fixed tie-break would give the same 10 every time.
+    assert.ok(shared.size > 50, `${shared.size} distinct peers in 30 lists of 10`);
+  });
+
   it('survives reopening the database (WAL checkpointed on close)', (t) => {
     const { repository, database, file } = openRepository(t);
     const input = peer();

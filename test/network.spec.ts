@@ -26,8 +26,10 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
   }
 
   it('connects two nodes through GraphQL; both store each other from the exchange', async (t) => {
-    const a = await startTestDaemon(t, settings());
-    const b = await startTestDaemon(t, settings({ 'relay.relay_mode': 'true' }));
+    // Topics of their own: otherwise b may find a on the shared topic and dial it at the same
+    // moment, and the tie-break may keep b's connection (inbound at a).
+    const a = await startTestDaemon(t, settings({ 'peer_discovery.topic': 'graphql-connect-a' }));
+    const b = await startTestDaemon(t, settings({ 'relay.relay_mode': 'true', 'peer_discovery.topic': 'graphql-connect-b' }));
     const result = await gql(
       a.api.url,
       `mutation { connectPeer(address: "${quicAddress(b.node)}") { peerId state direction remoteAddress viaRelay } }`,

@@ -25,6 +25,7 @@ import {
   TransportNotRunningError,
 } from '../src/node/quic/errors.ts';
 import { libraryLogger } from '../src/node/quic/library-logger.ts';
+import { quicLibraryPatched } from '../src/node/quic/library-patch.ts';
 import { CLOSE_REASON_IDLE_TIMEOUT } from '../src/node/quic/quic-connection.ts';
 import {
   CLOSE_REASON_TRANSPORT_STOPPED,
@@ -125,6 +126,38 @@ describe('QUIC transport', () => {
     assert.deepEqual(echoed, payload);
     const rtt = connection.rttMs();
     assert.ok(rtt === null || (rtt >= 0 && rtt < 1000), `plausible RTT, got ${rtt}`);
+  });
+
+  it('sends what a stream writes in one event-loop turn together (the library patch)', async (t) => {
+    assert.ok(quicLibraryPatched(), 'patches/@matrixai+quic+2.0.9.patch is applied (npm install runs patch-package)');
+    const dialer = await startNode(t);
+    const listener = await startNode(t);
+    const accepted = nextConnection(listener.transport);
+    const connection = await dialer.transport.dial(listener.address, { expectedPeerId: listener.identity.peerId });
+    const chunks: number[] = [];
+    const received = new Promise<void>((resolve) => {
+      void accepted.then((inbound) =>
+        inbound.onStream((stream) => {
+          void (async () => {
+            const reader = stream.readable.getReader();
+            for (;;) {
+              const { done, value } = await reader.read();
+              if (done) break;
+              chunks.push(value.byteLength);
+            }
+            resolve();
+          })();
+        }),
+      );
+    });
+    const stream = await connection.openStream();
+    const writer = stream.writable.getWriter();
+    // Twenty small writes and the end, none awaited: the unpatched library flushed each write
+    // as its own packet, and the reader saw twenty chunks.
+    const writes = Array.from({ length: 20 }, () => writer.write(Buffer.alloc(10, 1)));
+    await Promise.all([...writes, writer.close(), received]);
+    assert.equal(chunks.reduce((a, b) => a + b, 0), 200);
+    assert.ok(chunks.length <= 2, `20 writes arrived in ${chunks.length} chunks`);
   });
 
   it('holds inbound streams that arrive before the stream handler is set', async (t) => {

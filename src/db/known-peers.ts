@@ -79,6 +79,7 @@ export class KnownPeersRepository {
   private readonly insertRow;
   private readonly touchRow;
   private readonly touchFromPeer;
+  private readonly selectRecent;
 
   constructor(
     private readonly db: Db,
@@ -112,6 +113,15 @@ export class KnownPeersRepository {
       .update(knownPeers)
       .set({ lastSeen, dhtNodeId: sql`coalesce(${p('dhtNodeId')}, ${knownPeers.dhtNodeId})`, isRelay: sql`${p('isRelay')}` })
       .where(eq(knownPeers.key, p('key')))
+      .prepare();
+    // Every exchange reads this: prepared once rather than built and compiled per call. last_seen
+    // has one-second steps, so in a busy network most of the table ties on it; a fixed tie-break
+    // would share the same peers (the smallest ids) in every exchange and never the others.
+    this.selectRecent = db
+      .select()
+      .from(knownPeers)
+      .orderBy(sql`${knownPeers.lastSeen} desc`, sql`random()`)
+      .limit(p('limit'))
       .prepare();
   }
 
@@ -198,15 +208,10 @@ export class KnownPeersRepository {
     return this.db.select({ n: count() }).from(knownPeers).where(and(...conditions)).get()?.n ?? 0;
   }
 
-  /** Most recently seen first, excluding some peers (what an exchange shares). */
+  /** Most recently seen first (ties in random order), excluding some peers (what an exchange shares). */
   recent(limit: number, excludePeerIds: readonly string[] = []): KnownPeerRecord[] {
     const exclude = new Set(excludePeerIds);
-    const rows = this.db
-      .select()
-      .from(knownPeers)
-      .orderBy(sql`${knownPeers.lastSeen} desc`, asc(knownPeers.key))
-      .limit(limit + exclude.size)
-      .all();
+    const rows = this.selectRecent.all({ limit: limit + exclude.size });
     return rows
       .map((r) => this.toRecord(r))
       .filter((r) => !exclude.has(r.peerId))

@@ -177,6 +177,7 @@ export class RemoteNode {
       bootstrap: config.peer_discovery.bootstrap_peers,
       intervalMs: config.peer_discovery.discovery_interval * 1000,
       maxConnections: config.quic.max_connections,
+      targetConnections: config.peer_discovery.target_connections,
       connectRelayed: (route) => this.connectRelayed(route),
     });
     this.reachability = new ReachabilityService({

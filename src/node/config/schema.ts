@@ -161,6 +161,12 @@ export const CONFIG_SPEC = {
       'an integer from 10 to 1000000',
       'Cap of the known_peers table; the oldest last_seen goes first.',
     ),
+    target_connections: setting(
+      integer(1, 10_000),
+      '8',
+      'an integer from 1 to 10000',
+      'Discovery dials newly found peers only while fewer connections are open (news still spreads by exchange).',
+    ),
     bootstrap_peers: setting(
       hostPortList,
       '',

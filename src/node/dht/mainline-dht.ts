@@ -138,8 +138,15 @@ export class MainlineDht {
     return this.dht?.nodes.toArray() ?? [];
   }
 
+  /**
+   * Adds a node by address; the library pings it first to learn its id. A node already in the
+   * routing table at that address is left alone: every re-exchange with a peer names its DHT
+   * port again, and one ping each time is wasted traffic.
+   */
   addNode(contact: HostPort): void {
-    this.require().addNode({ host: contact.host, port: contact.port });
+    const dht = this.require();
+    if (dht.nodes.toArray().some((node) => node.host === contact.host && node.port === contact.port)) return;
+    dht.addNode({ host: contact.host, port: contact.port });
   }
 
   /** Counts nodes whose id is not BEP 42-valid for their address (exempt ranges excepted). */

@@ -36,6 +36,18 @@ export const REEXCHANGES_PER_ROUND = 1;
 export const MAX_REEXCHANGE_GAP_ROUNDS = 16;
 /** Known-but-unconnected peers retried in each periodic round. */
 const RETRIES_PER_ROUND = 50;
+/**
+ * Wait between learning a peer and passing the news on (what is learned meanwhile goes along).
+ * News is passed on by a re-exchange with one random connected peer; whoever learns something
+ * from it does the same, so a new peer becomes known to all like an epidemic, a few hops of a few
+ * milliseconds each, while nobody has to connect to everyone.
+ */
+export const NEWS_DELAY_MS = 200;
+/**
+ * Peers told each time. Passing news on only while it is news leaves a few nodes that never hear
+ * it (rumour mongering's residue, e^-fanout per hop); the periodic rounds fill that in, slowly.
+ */
+export const NEWS_FANOUT = 2;
 
 type Target = { kind: 'peer'; peerId: string } | { kind: 'address'; address: HostPort };
 
@@ -49,14 +61,22 @@ export interface DiscoveryServiceOptions {
   readonly bootstrap: readonly HostPort[];
   readonly intervalMs: number;
   readonly maxConnections: number;
+  /**
+   * Newly found peers are dialled only while fewer connections are open; beyond, they are only
+   * known (and shared). A full mesh costs every node a handshake per peer, which at a few
+   * hundred peers is most of the CPU for nothing: knowing a peer does not need a connection.
+   */
+  readonly targetConnections: number;
   /** Connects to a NAT peer through the relay its metadata names. */
   readonly connectRelayed: (route: Extract<PeerRoute, { kind: 'relay' }>) => Promise<unknown>;
 }
 
 /**
- * Finds and dials peers: the bootstrap addresses at start, every newly known peer (the discovery
- * cascade: each connection's exchange teaches more peers, each of which is dialled in turn), and
- * addresses found on the DHT topic. A peer's address comes from its DHT metadata: public nodes
+ * Finds and dials peers: the bootstrap addresses at start, newly known peers (the discovery
+ * cascade: each connection's exchange teaches more peers, each of which is dialled in turn) and
+ * addresses found on the DHT topic while fewer than `targetConnections` are open, and passes
+ * what it learns on by re-exchanging (news), so that every node comes to know every other
+ * without a full mesh. A peer's address comes from its DHT metadata: public nodes
  * are dialled directly, NAT nodes through their relay (a NAT node without one is skipped). Dials
  * go through a bounded queue with exponential backoff per target and respect the connection cap.
  */
@@ -76,6 +96,10 @@ export class DiscoveryService {
   /** Periodic rounds left until the next re-exchange round. */
   private roundsToReexchange = 1;
   private timer: NodeJS.Timeout | undefined;
+  /** Peers whose exchanges taught us something not passed on yet (they need not hear it back). */
+  private readonly newsSources = new Set<string>();
+  private newsTimer: NodeJS.Timeout | undefined;
+  private newsInFlight = false;
   private readonly unsubscribe: Array<() => void> = [];
   private readonly log: Logger;
 
@@ -91,9 +115,14 @@ export class DiscoveryService {
         this.learned();
         this.enqueue({ kind: 'peer', peerId: e.payload.peerId });
       }),
+      bus.on('peer.exchanged', (e) => {
+        if (e.payload.peersDiscovered === 0) return;
+        this.newsSources.add(e.payload.peerId);
+        this.scheduleNews();
+      }),
       bus.on('dht.topic.peer', (e) => {
         const address = parseHostPort(e.payload.address);
-        if (address) this.enqueue({ kind: 'address', address });
+        if (address && this.wantsMoreConnections()) this.enqueue({ kind: 'address', address });
       }),
     );
     for (const address of this.options.bootstrap) this.enqueue({ kind: 'address', address });
@@ -104,6 +133,9 @@ export class DiscoveryService {
   stop(): void {
     this.running = false;
     clearInterval(this.timer);
+    clearTimeout(this.newsTimer);
+    this.newsTimer = undefined;
+    this.newsSources.clear();
     for (const off of this.unsubscribe.splice(0)) off();
     this.queue.length = 0;
     this.queued.clear();
@@ -120,6 +152,7 @@ export class DiscoveryService {
     if (target.kind === 'peer' && (target.peerId === this.options.ownPeerId || this.options.connections.isConnected(target.peerId))) {
       return;
     }
+    if (target.kind === 'peer' && !this.wantsMoreConnections()) return;
     const wait = this.backoff.get(key);
     if (this.queued.has(key) || (wait && wait.until > Date.now()) || this.queue.length >= MAX_QUEUED_DIALS) return;
     this.queued.add(key);
@@ -142,8 +175,9 @@ export class DiscoveryService {
     // The most recently seen known peers we have no connection to (connected ones are left out
     // of the query, so that they cannot crowd the unconnected out of the round).
     const skip = [this.options.ownPeerId, ...connections.map((c) => c.peerId ?? '')];
-    for (const peer of this.options.knownPeers.recent(RETRIES_PER_ROUND, skip)) {
-      this.enqueue({ kind: 'peer', peerId: peer.peerId });
+    const room = Math.min(RETRIES_PER_ROUND, this.options.targetConnections - connections.length);
+    if (room > 0) {
+      for (const peer of this.options.knownPeers.recent(room, skip)) this.enqueue({ kind: 'peer', peerId: peer.peerId });
     }
     this.roundsToReexchange -= 1;
     if (this.roundsToReexchange > 0) return;
@@ -168,9 +202,55 @@ export class DiscoveryService {
     this.roundsToReexchange = Math.min(this.roundsToReexchange, 1);
   }
 
+  private scheduleNews(): void {
+    if (!this.running || this.newsSources.size === 0 || this.newsTimer || this.newsInFlight) return;
+    this.newsTimer = setTimeout(() => {
+      this.newsTimer = undefined;
+      void this.spreadNews();
+    }, NEWS_DELAY_MS);
+    this.newsTimer.unref();
+  }
+
+  /**
+   * Re-exchanges with NEWS_FANOUT random connected peers that did not bring the news themselves;
+   * news learned meanwhile goes in the next round.
+   */
+  private async spreadNews(): Promise<void> {
+    const sources = new Set(this.newsSources);
+    this.newsSources.clear();
+    const connected = this.options.connections
+      .list()
+      .filter((c) => c.peerId && !sources.has(c.peerId) && (c.state === 'IDLE' || c.state === 'CONNECTED'));
+    const peers = shuffle(connected)
+      .slice(0, NEWS_FANOUT)
+      .map((c) => c.peerId ?? '');
+    if (!this.running || peers.length === 0) return;
+    this.newsInFlight = true;
+    try {
+      await Promise.all(
+        peers.map((peer) =>
+          this.options.connections.reexchange(peer).catch((error: unknown) => {
+            this.log.debug({ err: error, peerId: peer }, 'news re-exchange failed');
+          }),
+        ),
+      );
+    } finally {
+      this.newsInFlight = false;
+      this.scheduleNews();
+    }
+  }
+
+  private wantsMoreConnections(): boolean {
+    return this.options.connections.size < Math.min(this.options.targetConnections, this.options.maxConnections);
+  }
+
   private pump(): void {
     while (this.running && this.inFlight < this.dialWindow && this.queue.length > 0) {
-      if (this.options.connections.size >= this.options.maxConnections) return;
+      if (!this.wantsMoreConnections()) {
+        // Full: what is queued waits for a periodic round that finds room again.
+        for (const target of this.queue.splice(0)) this.queued.delete(keyOf(target));
+        return;
+      }
       const target = this.queue.shift();
       if (!target) return;
       this.queued.delete(keyOf(target));

@@ -49,7 +49,9 @@ export interface IdentityExchangerOptions {
 /**
  * The seed's two-phase exchange, run once on every new connection over one stream the dialer
  * opens: both sides send their identity, then up to `maxPeersToShare` known peers (most recently
- * seen first, neither party included). No DHT lookup happens here: the exchange is local work only.
+ * seen first, neither party included). Each side writes both phases in one go (the order on the
+ * stream is the seed's), so an exchange costs one round trip. No DHT lookup happens here: the
+ * exchange is local work only.
  */
 export class IdentityExchanger {
   constructor(private readonly options: IdentityExchangerOptions) {}
@@ -58,9 +60,10 @@ export class IdentityExchanger {
   async initiate(connection: PeerConnection): Promise<ExchangeResult> {
     const channel = new MessageChannel(await connection.openStream());
     try {
-      await channel.send(this.identityFor(connection));
+      // Both phases at once: the peer id TLS proved already names whom to leave out of the list,
+      // so nothing here waits for the peer's identity, and the exchange takes one round trip.
+      await channel.send(this.identityFor(connection), this.knownPeersFor(connection.remotePeerId));
       const remote = this.checkIdentity(await channel.receive(identityMessage, 'identity'), connection);
-      await channel.send(this.knownPeersFor(remote.peer_id));
       const list = await channel.receive(knownPeersMessage, 'known_peers');
       await channel.finish();
       return this.store(remote, list.peers);
@@ -74,9 +77,10 @@ export class IdentityExchanger {
   async respond(connection: PeerConnection, channel: MessageChannel, first: Record<string, unknown>): Promise<ExchangeResult> {
     try {
       const remote = this.checkIdentity(parse(identityMessage, first, 'identity'), connection);
-      await channel.send(this.identityFor(connection));
+      // Answered before reading the dialer's list: a dialer that waits for our identity before
+      // sending its list (phase by phase) is served as well as one that sent both at once.
+      await channel.send(this.identityFor(connection), this.knownPeersFor(remote.peer_id));
       const list = await channel.receive(knownPeersMessage, 'known_peers');
-      await channel.send(this.knownPeersFor(remote.peer_id));
       await channel.finish();
       return this.store(remote, list.peers);
     } catch (error) {

@@ -77,6 +77,8 @@ export class ConnectionManager {
   private readonly tracked = new Map<string, Tracked>();
   private readonly handlers = new Map<string, StreamHandler>();
   private readonly interceptors: InboundInterceptor[] = [];
+  /** Direct dials in flight, by `addr:host:port` and by `peer:id` (see connect). */
+  private readonly dialsInFlight = new Map<string, Promise<ConnectionInfo>>();
   private cleanupTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
 
@@ -139,10 +141,27 @@ export class ConnectionManager {
     // address too: an address we are already connected to needs no second connection.
     const existing = expectedPeerId ? this.livePeer(expectedPeerId, { directOnly: true }) : this.liveAddress(formatAddress(address));
     if (existing) return this.info(existing);
-    return this.establish(
+    // Two callers dialling one peer at once (the API and discovery, say) share one dial: two
+    // dials from this node would both handshake, and the newer would close the older under the
+    // first caller's exchange.
+    // A dial that fails, or reaches another peer than this caller expects, is not the answer:
+    // this caller then dials for itself.
+    const keys = [`addr:${formatAddress(address)}`, ...(expectedPeerId ? [`peer:${expectedPeerId}`] : [])];
+    const shared = keys.map((key) => this.dialsInFlight.get(key)).find((p) => p !== undefined);
+    if (shared) {
+      const info = await shared.catch(() => undefined);
+      if (info && (!expectedPeerId || info.peerId === expectedPeerId)) return info;
+    }
+    const dialling = this.establish(
       { peerId: expectedPeerId ?? null, remoteAddress: formatAddress(address), viaRelay: false },
       () => this.options.transport.dial(address, expectedPeerId ? { expectedPeerId } : {}),
     );
+    for (const key of keys) this.dialsInFlight.set(key, dialling);
+    try {
+      return await dialling;
+    } finally {
+      for (const key of keys) if (this.dialsInFlight.get(key) === dialling) this.dialsInFlight.delete(key);
+    }
   }
 
   /** Opens a connection through `dial` (a relay circuit) unless any connection to the peer exists. */
@@ -174,7 +193,7 @@ export class ConnectionManager {
         this.tracked.delete(record.id);
       }
       // Lost a simultaneous-dial tie-break (ours or the peer's): the surviving connection is the answer.
-      const winner = record.peerId ? this.livePeer(record.peerId) : undefined;
+      const winner = record.peerId ? await this.survivor(record.peerId) : undefined;
       if (winner && winner !== record) return this.info(winner);
       throw error;
     }
@@ -397,6 +416,29 @@ export class ConnectionManager {
       return t;
     }
     return undefined;
+  }
+
+  /**
+   * The peer's live connection once its exchange is done: the winner of a tie-break may still be
+   * in its exchange when the loser learns it lost (waits at most READ_TIMEOUT_MS).
+   */
+  private async survivor(peerId: string): Promise<Tracked | undefined> {
+    const live = this.livePeer(peerId);
+    if (live) return live;
+    const connecting = this.livePeer(peerId, { includeConnecting: true });
+    if (!connecting) return undefined;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        off();
+        clearTimeout(timer);
+        resolve();
+      };
+      const off = this.options.bus.on('connection.state.changed', (e) => {
+        if (e.payload.connectionId === connecting.id && e.payload.to !== 'CONNECTING') done();
+      });
+      const timer = setTimeout(done, READ_TIMEOUT_MS);
+    });
+    return this.livePeer(peerId);
   }
 
   /** A relayed connection's address is its relay's: only direct connections match an address. */

@@ -13,14 +13,19 @@ import { type WireMessage, errorMessage } from './messages.ts';
 export class MessageChannel {
   private readonly reader: FrameReader;
   private readonly writer: WritableStreamDefaultWriter<Uint8Array>;
+  /** Our side has ended (or is ending): nothing more can be written, not even an error frame. */
+  private writeClosed = false;
+  private failed = false;
 
   constructor(private readonly stream: PeerStream) {
     this.reader = new FrameReader(stream.readable);
     this.writer = stream.writable.getWriter();
   }
 
-  async send(message: WireMessage): Promise<void> {
-    await this.writer.write(encodeFrame(Buffer.from(JSON.stringify(message))));
+  /** Several messages go out as one write, so they can share packets instead of one send each. */
+  async send(...messages: WireMessage[]): Promise<void> {
+    const frames = messages.map((message) => encodeFrame(Buffer.from(JSON.stringify(message))));
+    await this.writer.write(frames.length === 1 ? frames[0] : Buffer.concat(frames));
   }
 
   /** The next message, whatever its type (a stream's first message selects its handler). */
@@ -58,6 +63,7 @@ export class MessageChannel {
    * the peer's FIN leaks one stream each time, and a connection runs out of streams.
    */
   async finish(timeoutMs = READ_TIMEOUT_MS): Promise<void> {
+    this.writeClosed = true;
     await this.writer.close().catch(() => {});
     const extra = await this.reader.next(timeoutMs);
     if (extra !== null) throw new UnexpectedMessageError('a message after the end of the conversation');
@@ -70,14 +76,24 @@ export class MessageChannel {
   }
 
   /**
-   * Ends a failed conversation: tells the peer what went wrong (best effort; not when it was the
-   * peer who refused) and resets the stream.
+   * Ends a failed conversation: tells the peer what went wrong (not when it was the peer who
+   * refused) and closes the stream. The error frame is followed by the end of our side, which
+   * QUIC delivers after it (a reset would discard whatever of the frame was still unsent), and
+   * the peer is told to stop sending; without an error frame the stream is reset both ways.
    */
   async fail(error: unknown): Promise<void> {
-    if (error instanceof RemoteNetworkError && !(error instanceof RemoteRefusedError)) {
+    // Several layers may fail one conversation (a handler, then its dispatcher): the first ends it.
+    if (this.failed) return;
+    this.failed = true;
+    if (!this.writeClosed && error instanceof RemoteNetworkError && !(error instanceof RemoteRefusedError)) {
+      this.writeClosed = true;
       const frame = encodeFrame(Buffer.from(JSON.stringify({ type: 'error', code: error.code, message: error.message.slice(0, 500) })));
-      await this.writer.write(frame).catch(() => {});
+      await this.writer
+        .write(frame)
+        .then(() => this.writer.close())
+        .catch(() => {});
     }
+    // Our side is already finished when the frame went out; then this only stops the peer's.
     this.stream.cancel(error);
   }
 }

@@ -48,7 +48,7 @@ export async function benchNetwork(): Promise<Figure[]> {
         value: ms(exchangeP50),
         target: '< 1 ms',
         met: exchangeP50 < 1,
-        baseline: `p99 ${ms(percentile(exchanges, 99))}; a new stream and 4 frames each`,
+        baseline: `p99 ${ms(percentile(exchanges, 99))}; a new stream, 4 frames and one round trip each`,
       },
     ];
   } finally {

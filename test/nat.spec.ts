@@ -270,9 +270,11 @@ describe('NAT traversal behind real NAT (namespaces + nftables)', { skip, timeou
     const other = lost === relay1 ? relay2 : relay1;
     const lastPublished = [...coneAEvents.received].reverse().find((e) => e.type === 'dht.metadata.published');
     const lastSeq = Number(payloadOf(lastPublished ?? { payload: { sequence: 0 } }).sequence);
+    // Only what happens from the kill on: cone-a may have used the other relay before.
+    const killedAfter = coneAEvents.received.at(-1)?.seq ?? -1;
     lost.kill('SIGKILL');
     const moved = await coneAEvents.waitFor(
-      (e) => e.type === 'relay.session.registered' && payloadOf(e).peerId === other.peerId,
+      (e) => e.seq > killedAfter && e.type === 'relay.session.registered' && payloadOf(e).peerId === other.peerId,
       { timeoutMs: 60_000, what: 'registration with the other relay' },
     );
     const republished = await coneAEvents.waitFor(

@@ -240,8 +240,9 @@ export class DiscoveryService {
     }
   }
 
+  /** Dials in flight count as connections already (a dial is tracked only once its lookup is done). */
   private wantsMoreConnections(): boolean {
-    return this.options.connections.size < Math.min(this.options.targetConnections, this.options.maxConnections);
+    return this.options.connections.size + this.inFlight < Math.min(this.options.targetConnections, this.options.maxConnections);
   }
 
   private pump(): void {

@@ -144,7 +144,7 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
   });
 
   it('closes a stale connection, and the GraphQL subscription shows every state', { timeout: 60_000 }, async (t) => {
-    // No periodic re-exchange during the test: it would keep the connection busy.
+    // No periodic rounds during the test.
     const quiet = { 'peer_discovery.discovery_interval': '3600' };
     const a = await startTestDaemon(t, settings({ 'quic.quic_idle_timeout': '5', ...quiet }));
     const b = await startTestNode(t, settings(quiet));
@@ -164,6 +164,9 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
     await subscriptionActive(a.node, before);
     await a.node.connections.connect({ host: '127.0.0.1', port: b.quicPort }, b.peerId);
     await collected;
-    assert.deepEqual(states, ['CONNECTING', 'CONNECTED', 'IDLE', 'STALE', 'CLOSED']);
+    // Re-exchanges (quick at first, then further apart) may use the connection in between.
+    assert.deepEqual(states.slice(0, 3), ['CONNECTING', 'CONNECTED', 'IDLE']);
+    assert.deepEqual(states.slice(-2), ['STALE', 'CLOSED']);
+    assert.deepEqual(states.slice(3, -2).filter((s) => s !== 'CONNECTED' && s !== 'IDLE'), []);
   });
 });

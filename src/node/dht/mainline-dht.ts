@@ -7,6 +7,7 @@ import type { Logger } from '../logger.ts';
 import { isValidBep42NodeId } from './bep42.ts';
 import { mutableTarget, signableBuffer, valueLengthOfSignable } from './bep44.ts';
 import { BEP44_SEQ_TOO_LOW, DHT_OPERATION_TIMEOUT_MS, DHT_QUERY_TIMEOUT_MS, K, MAX_BEP44_VALUE_BYTES } from './constants.ts';
+import { setBounded } from '../util/bounded-map.ts';
 import { withDeadline } from '../util/time-bounds.ts';
 import { DhtNotRunningError, DhtTimeoutError } from './errors.ts';
 
@@ -63,6 +64,8 @@ export class MainlineDht {
   private dht: DHT | undefined;
   private ready: Promise<void> = Promise.resolve();
   private violations = 0;
+  /** Addresses offered to the routing table, and when (see addNode). */
+  private readonly offered = new Map<string, number>();
   private readonly log: Logger;
   private readonly verify: (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean;
 
@@ -139,13 +142,16 @@ export class MainlineDht {
   }
 
   /**
-   * Adds a node by address; the library pings it first to learn its id. A node already in the
-   * routing table at that address is left alone: every re-exchange with a peer names its DHT
-   * port again, and one ping each time is wasted traffic.
+   * Adds a node by address; the library pings it first to learn its id. Every re-exchange with a
+   * peer names its DHT port again, and one ping each time is wasted traffic: an address offered
+   * within the last ADD_NODE_QUIET_MS is left alone (whether it made it into a bucket or not).
    */
   addNode(contact: HostPort): void {
     const dht = this.require();
-    if (dht.nodes.toArray().some((node) => node.host === contact.host && node.port === contact.port)) return;
+    const key = `${contact.host}:${contact.port}`;
+    const now = Date.now();
+    if ((this.offered.get(key) ?? -Infinity) > now - ADD_NODE_QUIET_MS) return;
+    setBounded(this.offered, key, now, MAX_OFFERED_NODES);
     dht.addNode({ host: contact.host, port: contact.port });
   }
 
@@ -252,6 +258,9 @@ export class MainlineDht {
 
 /** A lookup cut short by stop() must not hold the process open. */
 const UNREF = { unref: true };
+/** An address offered to the routing table is not offered (pinged) again for this long. */
+const ADD_NODE_QUIET_MS = 10 * 60_000;
+const MAX_OFFERED_NODES = 4096;
 
 /** Re-checks a response completely: key and signature sizes, target, size limit, signature. */
 function verifiedItem(

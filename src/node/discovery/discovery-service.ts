@@ -22,17 +22,17 @@ export const MAX_CONCURRENT_DIALS = 8;
 export const MAX_QUEUED_DIALS = 1000;
 const FIRST_BACKOFF_MS = 1_000;
 const MAX_BACKOFF_MS = 5 * 60_000;
-/** Connected peers asked again for their known peers in a re-exchange round. */
-export const REEXCHANGES_PER_ROUND = 1;
 /**
- * Re-exchanges back off while they teach nothing (Trickle, RFC 6206): the gap between re-exchange
- * rounds doubles after each re-exchange that brought no new peer, up to this many periodic rounds,
- * and drops back to every round as soon as this node learns a new peer from any source. A network
- * that has converged then costs almost nothing, while news still spreads epidemically: every node
- * that learns something exchanges again at once. (Three peers every round, the previous policy,
- * kept 30 nodes in one process CPU-bound on the QUIC library's per-stream cost long after they
- * had all met.)
+ * Re-exchanges with one random connected peer follow Trickle (RFC 6206): the gap starts at this,
+ * doubles after each re-exchange that brought no new peer, up to MAX_REEXCHANGE_GAP_ROUNDS
+ * discovery intervals, and drops back here as soon as this node learns a new peer from any
+ * source. A network that has converged costs almost nothing, while a node that is still learning
+ * keeps asking. Pushing news (below) spreads a new peer fast but leaves a residue: an exchange
+ * shares 50 peers, so a node can miss one that each of its exchanges happened to leave out; these
+ * quick pulls fill that in. (Three peers every interval, an earlier policy, kept 30 nodes in one
+ * process CPU-bound long after they had all met.)
  */
+export const REEXCHANGE_MIN_GAP_MS = 1_000;
 export const MAX_REEXCHANGE_GAP_ROUNDS = 16;
 /** Known-but-unconnected peers retried in each periodic round. */
 const RETRIES_PER_ROUND = 50;
@@ -91,10 +91,10 @@ export class DiscoveryService {
   /** Dials allowed in flight now (1 … MAX_CONCURRENT_DIALS). */
   private dialWindow = MAX_CONCURRENT_DIALS;
   private running = false;
-  /** Periodic rounds between re-exchange rounds (1 … MAX_REEXCHANGE_GAP_ROUNDS). */
-  private reexchangeGap = 1;
-  /** Periodic rounds left until the next re-exchange round. */
-  private roundsToReexchange = 1;
+  /** Current gap between re-exchanges (REEXCHANGE_MIN_GAP_MS … MAX_REEXCHANGE_GAP_ROUNDS intervals). */
+  private reexchangeGapMs = REEXCHANGE_MIN_GAP_MS;
+  private reexchangeTimer: NodeJS.Timeout | undefined;
+  private reexchangeInFlight = false;
   private timer: NodeJS.Timeout | undefined;
   /** Peers whose exchanges taught us something not passed on yet (they need not hear it back). */
   private readonly newsSources = new Set<string>();
@@ -128,6 +128,7 @@ export class DiscoveryService {
     for (const address of this.options.bootstrap) this.enqueue({ kind: 'address', address });
     this.timer = setInterval(() => this.periodic(), this.options.intervalMs);
     this.timer.unref();
+    this.scheduleReexchange();
   }
 
   stop(): void {
@@ -135,6 +136,7 @@ export class DiscoveryService {
     clearInterval(this.timer);
     clearTimeout(this.newsTimer);
     this.newsTimer = undefined;
+    clearTimeout(this.reexchangeTimer);
     this.newsSources.clear();
     for (const off of this.unsubscribe.splice(0)) off();
     this.queue.length = 0;
@@ -160,15 +162,7 @@ export class DiscoveryService {
     this.pump();
   }
 
-  /** Periodic rounds between re-exchanges at the moment (diagnostics, tests). */
-  get reexchangeGapRounds(): number {
-    return this.reexchangeGap;
-  }
-
-  /**
-   * One periodic round: retry known peers we are not connected to (every round), and re-exchange
-   * with a connected peer when the adaptive gap says so (see MAX_REEXCHANGE_GAP_ROUNDS).
-   */
+  /** One periodic round: retry known peers we are not connected to, up to the target. */
   periodic(): void {
     if (!this.running) return;
     const connections = this.options.connections.list().filter((c) => c.peerId && c.state !== 'CLOSED' && c.state !== 'STALE');
@@ -179,27 +173,39 @@ export class DiscoveryService {
     if (room > 0) {
       for (const peer of this.options.knownPeers.recent(room, skip)) this.enqueue({ kind: 'peer', peerId: peer.peerId });
     }
-    this.roundsToReexchange -= 1;
-    if (this.roundsToReexchange > 0) return;
-    this.roundsToReexchange = this.reexchangeGap;
-    const connected = connections.filter((c) => c.state === 'IDLE' || c.state === 'CONNECTED');
-    for (const c of shuffle(connected).slice(0, REEXCHANGES_PER_ROUND)) {
-      this.options.connections
-        .reexchange(c.peerId ?? '')
-        .then((result) => {
-          // New peers have already reset the gap (peer.discovered); nothing new widens it.
-          if (result.peersDiscovered === 0) this.reexchangeGap = Math.min(this.reexchangeGap * 2, MAX_REEXCHANGE_GAP_ROUNDS);
-        })
-        .catch((error: unknown) => {
-          this.log.debug({ err: error, peerId: c.peerId }, 're-exchange failed');
-        });
-    }
   }
 
-  /** This node learned a peer: what it knows changed, so exchange again from the next round on. */
+  /** This node learned a peer: what it knows changed, so re-exchanges come quickly again. */
   private learned(): void {
-    this.reexchangeGap = 1;
-    this.roundsToReexchange = Math.min(this.roundsToReexchange, 1);
+    if (this.reexchangeGapMs === REEXCHANGE_MIN_GAP_MS) return;
+    this.reexchangeGapMs = REEXCHANGE_MIN_GAP_MS;
+    if (!this.reexchangeInFlight) this.scheduleReexchange();
+  }
+
+  private scheduleReexchange(): void {
+    clearTimeout(this.reexchangeTimer);
+    if (!this.running) return;
+    // Trickle fires at a random point of the interval's second half: nodes reset by the same news
+    // do not all ask at once.
+    this.reexchangeTimer = setTimeout(() => void this.reexchangeRound(), this.reexchangeGapMs * (0.5 + Math.random() / 2));
+    this.reexchangeTimer.unref();
+  }
+
+  private async reexchangeRound(): Promise<void> {
+    const connected = this.options.connections.list().filter((c) => c.peerId && (c.state === 'IDLE' || c.state === 'CONNECTED'));
+    const peer = connected[Math.floor(Math.random() * connected.length)]?.peerId;
+    let taught = false;
+    this.reexchangeInFlight = true;
+    try {
+      if (peer) taught = (await this.options.connections.reexchange(peer)).peersDiscovered > 0;
+    } catch (error) {
+      this.log.debug({ err: error, peerId: peer }, 're-exchange failed');
+    } finally {
+      this.reexchangeInFlight = false;
+    }
+    // What it taught has already reset the gap (peer.discovered); nothing new widens it.
+    if (!taught) this.reexchangeGapMs = Math.min(this.reexchangeGapMs * 2, this.options.intervalMs * MAX_REEXCHANGE_GAP_ROUNDS);
+    this.scheduleReexchange();
   }
 
   private scheduleNews(): void {

@@ -71,8 +71,8 @@ export function certificateNeedsRenewal(
  * The raw 32-byte Ed25519 key of a certificate (DER bytes or PEM text). Any other key type is
  * refused: a peer id is SHA1 of exactly these 32 bytes.
  */
-export function publicKeyFromCertificate(certificate: Uint8Array | string): Uint8Array {
-  const parsed = parseCertificate(certificate);
+export function publicKeyFromCertificate(certificate: Uint8Array | string | X509Certificate): Uint8Array {
+  const parsed = certificate instanceof X509Certificate ? certificate : parseCertificate(certificate);
   const key = parsed.publicKey;
   if (key.asymmetricKeyType !== 'ed25519') {
     throw new CertificateKeyError(`its key is ${key.asymmetricKeyType ?? 'of an unknown type'}, not ed25519`);

@@ -29,7 +29,7 @@ export function checkPeerCertificates(chain: readonly Uint8Array[], now: Date = 
   let certificate: ReturnType<typeof parseCertificate>;
   try {
     certificate = parseCertificate(leaf);
-    publicKey = publicKeyFromCertificate(leaf);
+    publicKey = publicKeyFromCertificate(certificate);
   } catch (error) {
     if (!(error instanceof CertificateKeyError)) throw error;
     return reject(CryptoError.UnsupportedCertificate, error.message);

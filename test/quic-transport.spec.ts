@@ -26,6 +26,7 @@ import {
 } from '../src/node/quic/errors.ts';
 import { libraryLogger } from '../src/node/quic/library-logger.ts';
 import { quicLibraryPatched } from '../src/node/quic/library-patch.ts';
+import { checkPeerCertificates, peerFromCertificates } from '../src/node/quic/peer-certificate.ts';
 import { CLOSE_REASON_IDLE_TIMEOUT } from '../src/node/quic/quic-connection.ts';
 import {
   CLOSE_REASON_TRANSPORT_STOPPED,
@@ -393,6 +394,26 @@ describe('QUIC certificate', () => {
     assert.equal(certificateNeedsRenewal(certificate, now), false);
     const nearExpiry = new Date(certificate.notAfter.getTime() - CERT_RENEW_BEFORE_MS + 1_000);
     assert.equal(certificateNeedsRenewal(certificate, nearExpiry), true);
+  });
+
+  it('checks a peer certificate once, and its validity period every time', async (t) => {
+    const identity = newIdentity(t);
+    const certificate = await createNodeCertificate(identity);
+    const chain = [new Uint8Array(certificate.der)];
+    const first = checkPeerCertificates(chain);
+    assert.ok(first.ok);
+    assert.equal(first.peer.peerId, identity.peerId);
+    const again = checkPeerCertificates(chain);
+    assert.ok(again.ok && again.peer.peerId === identity.peerId);
+    // The remembered certificate still expires.
+    const late = checkPeerCertificates(chain, new Date(certificate.notAfter.getTime() + 1_000));
+    assert.equal(late.ok, false);
+    assert.match(late.ok ? '' : late.reason, /outside its validity/);
+    // Other bytes are checked in full: a flipped signature bit is refused.
+    const tampered = new Uint8Array(certificate.der);
+    tampered[tampered.length - 1] = (tampered[tampered.length - 1] ?? 0) ^ 1;
+    assert.equal(checkPeerCertificates([tampered]).ok, false);
+    assert.equal(peerFromCertificates(chain).peerId, identity.peerId);
   });
 
   it('refuses any other key type clearly', async () => {

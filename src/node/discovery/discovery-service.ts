@@ -38,14 +38,14 @@ export const MAX_REEXCHANGE_GAP_ROUNDS = 16;
 const RETRIES_PER_ROUND = 50;
 /**
  * Wait between learning a peer and passing the news on (what is learned meanwhile goes along).
- * News is passed on by a re-exchange with one random connected peer; whoever learns something
- * from it does the same, so a new peer becomes known to all like an epidemic, a few hops of a few
- * milliseconds each, while nobody has to connect to everyone.
+ * News is passed on by re-exchanges with NEWS_FANOUT random connected peers; whoever learns
+ * something from them does the same, so a new peer becomes known to all like an epidemic, a few
+ * hops of a few milliseconds each, while nobody has to connect to everyone.
  */
 export const NEWS_DELAY_MS = 200;
 /**
  * Peers told each time. Passing news on only while it is news leaves a few nodes that never hear
- * it (rumour mongering's residue, e^-fanout per hop); the periodic rounds fill that in, slowly.
+ * it (rumour mongering's residue, e^-fanout per hop); the Trickle pulls fill that in.
  */
 export const NEWS_FANOUT = 2;
 
@@ -192,8 +192,7 @@ export class DiscoveryService {
   }
 
   private async reexchangeRound(): Promise<void> {
-    const connected = this.options.connections.list().filter((c) => c.peerId && (c.state === 'IDLE' || c.state === 'CONNECTED'));
-    const peer = connected[Math.floor(Math.random() * connected.length)]?.peerId;
+    const [peer] = this.randomConnectedPeers(1);
     let taught = false;
     this.reexchangeInFlight = true;
     try {
@@ -222,14 +221,8 @@ export class DiscoveryService {
    * news learned meanwhile goes in the next round.
    */
   private async spreadNews(): Promise<void> {
-    const sources = new Set(this.newsSources);
+    const peers = this.randomConnectedPeers(NEWS_FANOUT, this.newsSources);
     this.newsSources.clear();
-    const connected = this.options.connections
-      .list()
-      .filter((c) => c.peerId && !sources.has(c.peerId) && (c.state === 'IDLE' || c.state === 'CONNECTED'));
-    const peers = shuffle(connected)
-      .slice(0, NEWS_FANOUT)
-      .map((c) => c.peerId ?? '');
     if (!this.running || peers.length === 0) return;
     this.newsInFlight = true;
     try {
@@ -244,6 +237,15 @@ export class DiscoveryService {
       this.newsInFlight = false;
       this.scheduleNews();
     }
+  }
+
+  /** Up to `count` peers with a usable connection (not being set up or closed), in random order. */
+  private randomConnectedPeers(count: number, exclude: ReadonlySet<string> = new Set()): string[] {
+    const peers = this.options.connections
+      .list()
+      .filter((c) => c.state === 'IDLE' || c.state === 'CONNECTED')
+      .flatMap((c) => (c.peerId && !exclude.has(c.peerId) ? [c.peerId] : []));
+    return shuffle(peers).slice(0, count);
   }
 
   /** Dials in flight count as connections already (a dial is tracked only once its lookup is done). */

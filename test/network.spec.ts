@@ -113,6 +113,38 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
     assert.equal(info.peerId, target.peerId);
   });
 
+  it('resets silent streams at the read deadline without disconnecting the peer', { timeout: 60_000 }, async (t) => {
+    const target = await startTestNode(t, settings());
+    const quiet = await rawPeer(t);
+    const connection = await quiet.transport.dial({ host: '127.0.0.1', port: target.quicPort });
+    // Three streams that never say anything: each is ended by the node after its 10 s deadline.
+    const silent = await Promise.all([1, 2, 3].map(() => connection.openStream()));
+    // A stream reaches the peer only with data: one byte each, three short of a frame header.
+    for (const stream of silent) {
+      const writer = stream.writable.getWriter();
+      await writer.write(new Uint8Array([0]));
+      writer.releaseLock();
+    }
+    const answers = silent.map((stream) =>
+      // A longer deadline than the node's, which must be the one to give up.
+      new MessageChannel(stream).receiveAny(20_000).then(
+        () => 'no error',
+        (error: { remoteCode?: string }) => error.remoteCode ?? String(error),
+      ),
+    );
+    assert.deepEqual(await Promise.all(answers), ['PROTOCOL_TIMEOUT', 'PROTOCOL_TIMEOUT', 'PROTOCOL_TIMEOUT']);
+    // Unlike three malformed frames, that does not close the connection.
+    const stream = await connection.openStream();
+    const writer = stream.writable.getWriter();
+    await writer.write(encodeFrame(Buffer.from('{"type":"gossip"}')));
+    writer.releaseLock();
+    const answer = await new MessageChannel(stream).receiveAny().then(
+      () => 'no error',
+      (error: { remoteCode?: string }) => error.remoteCode ?? String(error),
+    );
+    assert.equal(answer, 'PROTOCOL_UNEXPECTED_MESSAGE');
+  });
+
   it('re-exchanges over one connection far more times than its initial stream credit', async (t) => {
     const a = await startTestNode(t, settings());
     const b = await startTestNode(t, settings());

@@ -8,7 +8,7 @@ import { settleWithin } from '../util/time-bounds.ts';
 import type { Direction, PeerConnection, PeerStream, Transport } from '../quic/types.ts';
 import { MessageChannel, isProtocolError } from '../wire/channel.ts';
 import { MAX_PROTOCOL_ERRORS, READ_TIMEOUT_MS } from '../wire/constants.ts';
-import { UnexpectedMessageError } from '../wire/errors.ts';
+import { ReadTimeoutError, UnexpectedMessageError } from '../wire/errors.ts';
 
 /** How long stop() waits for connections to close gracefully. */
 export const CLOSE_GRACE_MS = 1_000;
@@ -329,7 +329,10 @@ export class ConnectionManager {
       this.reject(connection, error.message);
       return;
     }
-    if (isProtocolError(error)) {
+    // A stream that stays silent past the read deadline is reset, but it is not bad input: a
+    // relay forwards other peers' circuits and a peer may be slow under load, and counting those
+    // disconnected relays from the NAT nodes they were serving.
+    if (isProtocolError(error) && !(error instanceof ReadTimeoutError)) {
       record.protocolErrors += 1;
       this.log.debug({ peerId: record.peerId, err: error }, 'protocol error');
       if (record.protocolErrors >= MAX_PROTOCOL_ERRORS) void connection.close(`${record.protocolErrors} protocol errors`);

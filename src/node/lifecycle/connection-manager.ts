@@ -143,9 +143,8 @@ export class ConnectionManager {
     if (existing) return this.info(existing);
     // Two callers dialling one peer at once (the API and discovery, say) share one dial: two
     // dials from this node would both handshake, and the newer would close the older under the
-    // first caller's exchange.
-    // A dial that fails, or reaches another peer than this caller expects, is not the answer:
-    // this caller then dials for itself.
+    // first caller's exchange. A shared dial that fails, or reaches another peer than this caller
+    // expects, is not the answer: this caller then dials for itself.
     const keys = [`addr:${formatAddress(address)}`, ...(expectedPeerId ? [`peer:${expectedPeerId}`] : [])];
     const shared = keys.map((key) => this.dialsInFlight.get(key)).find((p) => p !== undefined);
     if (shared) {

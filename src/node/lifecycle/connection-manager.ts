@@ -311,31 +311,34 @@ export class ConnectionManager {
   private async dispatch(record: Tracked, connection: PeerConnection, stream: PeerStream): Promise<void> {
     const channel = new MessageChannel(stream);
     await this.withStream(record, async () => {
+      // For the log: which conversation failed (a silent stream never says).
+      let protocol = '(no first message)';
       try {
         const first = await channel.receiveAny();
+        protocol = first.type.slice(0, 40);
         const handler = this.handlers.get(first.type);
-        if (!handler) throw new UnexpectedMessageError(`no protocol starts with a ${first.type.slice(0, 40)} message`);
+        if (!handler) throw new UnexpectedMessageError(`no protocol starts with a ${protocol} message`);
         await handler(connection, channel, first.body);
       } catch (error) {
         await channel.fail(error);
-        this.onStreamError(record, connection, error);
+        this.onStreamError(record, connection, error, protocol);
       }
     }).catch(() => {});
   }
 
-  private onStreamError(record: Tracked, connection: PeerConnection, error: unknown): void {
+  private onStreamError(record: Tracked, connection: PeerConnection, error: unknown, protocol: string): void {
     if (error instanceof RemoteNetworkError && error.code === 'IDENTITY_MISMATCH') {
       this.reject(connection, error.message);
       return;
     }
+    if (!isProtocolError(error)) return;
+    this.log.debug({ peerId: record.peerId, protocol, err: error }, 'protocol error');
     // A stream that stays silent past the read deadline is reset, but it is not bad input: a
     // relay forwards other peers' circuits and a peer may be slow under load, and counting those
     // disconnected relays from the NAT nodes they were serving.
-    if (isProtocolError(error) && !(error instanceof ReadTimeoutError)) {
-      record.protocolErrors += 1;
-      this.log.debug({ peerId: record.peerId, err: error }, 'protocol error');
-      if (record.protocolErrors >= MAX_PROTOCOL_ERRORS) void connection.close(`${record.protocolErrors} protocol errors`);
-    }
+    if (error instanceof ReadTimeoutError) return;
+    record.protocolErrors += 1;
+    if (record.protocolErrors >= MAX_PROTOCOL_ERRORS) void connection.close(`${record.protocolErrors} protocol errors`);
   }
 
   private reject(connection: PeerConnection, reason: string): void {

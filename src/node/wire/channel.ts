@@ -24,7 +24,7 @@ export class MessageChannel {
 
   /** Several messages go out as one write, so they can share packets instead of one send each. */
   async send(...messages: WireMessage[]): Promise<void> {
-    const frames = messages.map((message) => encodeFrame(Buffer.from(JSON.stringify(message))));
+    const frames = messages.map(frameOf);
     await this.writer.write(frames.length === 1 ? frames[0] : Buffer.concat(frames));
   }
 
@@ -87,7 +87,7 @@ export class MessageChannel {
     this.failed = true;
     if (!this.writeClosed && error instanceof RemoteNetworkError && !(error instanceof RemoteRefusedError)) {
       this.writeClosed = true;
-      const frame = encodeFrame(Buffer.from(JSON.stringify({ type: 'error', code: error.code, message: error.message.slice(0, 500) })));
+      const frame = frameOf({ type: 'error', code: error.code, message: error.message.slice(0, 500) });
       await this.writer
         .write(frame)
         .then(() => this.writer.close())
@@ -97,6 +97,8 @@ export class MessageChannel {
     this.stream.cancel(error);
   }
 }
+
+const frameOf = (message: WireMessage) => encodeFrame(Buffer.from(JSON.stringify(message)));
 
 export function parse<T>(schema: z.ZodType<T>, body: unknown, type: string): T {
   const result = schema.safeParse(body);

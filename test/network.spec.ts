@@ -7,7 +7,9 @@ import { createLogger } from '../src/node/logger.ts';
 import { QuicTransport } from '../src/node/quic/quic-transport.ts';
 import { MessageChannel } from '../src/node/wire/channel.ts';
 import { encodeFrame } from '../src/node/wire/framing.ts';
-import { MAX_FRAME_BYTES } from '../src/node/wire/constants.ts';
+import { MAX_FRAME_BYTES, READ_TIMEOUT_MS } from '../src/node/wire/constants.ts';
+import { StreamEndedError } from '../src/node/wire/errors.ts';
+import { identityMessage, knownPeersMessage } from '../src/node/wire/messages.ts';
 import { startTestDaemon, startTestNode, subscriptionActive, until } from './helpers/daemon.ts';
 import { gql } from './helpers/graphql.ts';
 import { usePrivateNetwork } from './helpers/network.ts';
@@ -83,6 +85,45 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
     await connection.closed;
     assert.equal(target.knownPeers.repository.get(victim.peerId), undefined);
     assert.equal(target.knownPeers.repository.get(impostor.identity.peerId), undefined);
+  });
+
+  it('keeps what a dialer told it even when the dialer never ends its stream, and ends its own side with its answer', async (t) => {
+    const target = await startTestNode(t, settings());
+    const dialer = await rawPeer(t);
+    const mentioned = loadOrCreateIdentity(tempDir(t)).identity;
+    // Both sooner than the node's read deadline, which would end the conversation otherwise.
+    const signal = AbortSignal.timeout(READ_TIMEOUT_MS / 2);
+    const discovered = target.bus.once('peer.discovered', (e) => e.payload.peerId === mentioned.peerId, signal);
+    const connection = await dialer.transport.dial({ host: '127.0.0.1', port: target.quicPort });
+    const channel = new MessageChannel(await connection.openStream());
+    // Identity and list, but no end of stream: the list must be kept all the same.
+    await channel.send(
+      {
+        type: 'identity',
+        protocol_version: 1,
+        peer_id: dialer.identity.peerId,
+        dht_node_id: 'ab'.repeat(20),
+        public_key: Buffer.from(dialer.identity.publicKey).toString('hex'),
+        node_type: 'public',
+        is_relay: false,
+        topic: 'remote-network-mesh',
+        dht_port: 0,
+        listen_addresses: [],
+        observed_address: null,
+      },
+      {
+        type: 'known_peers',
+        topic: 'remote-network-mesh',
+        count: 1,
+        peers: [{ peer_id: mentioned.peerId, dht_node_id: 'cd'.repeat(20), public_key: Buffer.from(mentioned.publicKey).toString('hex'), is_relay: false }],
+      },
+    );
+    assert.equal((await channel.receive(identityMessage, 'identity')).peer_id, target.peerId);
+    await channel.receive(knownPeersMessage, 'known_peers');
+    // The node's end came with its list: it did not wait for ours.
+    await assert.rejects(channel.receiveAny(READ_TIMEOUT_MS / 2), StreamEndedError);
+    assert.equal((await discovered).payload.source, 'peer_exchange');
+    assert.equal(target.knownPeers.repository.get(dialer.identity.peerId)?.source, 'identity_exchange');
   });
 
   it('answers a malformed frame, an oversized frame and an unknown message with protocol errors, and keeps serving', async (t) => {

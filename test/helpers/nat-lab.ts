@@ -16,7 +16,7 @@
 import { type ChildProcessByStdio, type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -277,7 +277,7 @@ function run(command: readonly string[], options: ExecOptions = {}): Promise<Exe
 }
 
 /** Keeps the newest output only: a chatty process must not grow the test's memory without bound. */
-const MAX_OUTPUT_CHARS = 4 * 1024 * 1024;
+const MAX_OUTPUT_CHARS = process.env.NAT_LAB_LOGS ? 256 * 1024 * 1024 : 4 * 1024 * 1024;
 const MAX_LINES = 50_000;
 
 class NamespacedProcess implements LabProcess {
@@ -765,7 +765,8 @@ export async function startLabNode(
     // Removed with the lab, after its processes: never under a node still writing to it.
     'node.data_dir': settings['node.data_dir'] ?? lab.tempDir(`node-${host.name}`),
     'node.listen_host': '0.0.0.0',
-    'node.log_level': 'info',
+    // NAT_LAB_LOGS=<dir>: debug logs of every lab node, written there when the node stops.
+    'node.log_level': process.env.NAT_LAB_LOGS ? 'debug' : 'info',
     'quic.quic_port': '30906',
     'dht.dht_port': '6881',
     'dht.bootstrap_nodes': '',
@@ -779,7 +780,11 @@ export async function startLabNode(
   const child = lab.spawn(host, [process.execPath, '--import', 'tsx', 'src/cli/main.ts', 'start'], {
     env: nodeEnvironment(config),
   });
-  t.after(() => child.stop());
+  t.after(async () => {
+    await child.stop();
+    const logDir = process.env.NAT_LAB_LOGS;
+    if (logDir) writeFileSync(join(logDir, `${host.name}-${Date.now()}.log`), child.output());
+  });
   const line = await child.waitForLine((l) => startedLine(l) !== undefined, {
     timeoutMs: options.startTimeoutMs ?? 60_000,
     what: `"${NODE_STARTED}" log line`,

@@ -60,13 +60,16 @@ export class IdentityExchanger {
   async initiate(connection: PeerConnection): Promise<ExchangeResult> {
     const channel = new MessageChannel(await connection.openStream());
     try {
-      // Both phases at once: the peer id TLS proved already names whom to leave out of the list,
-      // so nothing here waits for the peer's identity, and the exchange takes one round trip.
-      await channel.send(this.identityFor(connection), this.knownPeersFor(connection.remotePeerId));
+      // Both phases and our end at once: the peer id TLS proved already names whom to leave out
+      // of the list, so nothing here waits for the peer's identity; one round trip in all.
+      await channel.sendFinal(this.identityFor(connection), this.knownPeersFor(connection.remotePeerId));
       const remote = this.checkIdentity(await channel.receive(identityMessage, 'identity'), connection);
       const list = await channel.receive(knownPeersMessage, 'known_peers');
+      // Stored before the peer's end is read: a peer that never ends the stream costs its stream,
+      // not what it told us.
+      const result = this.store(remote, list.peers);
       await channel.finish();
-      return this.store(remote, list.peers);
+      return result;
     } catch (error) {
       await channel.fail(error);
       throw error;
@@ -79,10 +82,11 @@ export class IdentityExchanger {
       const remote = this.checkIdentity(parse(identityMessage, first, 'identity'), connection);
       // Answered before reading the dialer's list: a dialer that waits for our identity before
       // sending its list (phase by phase) is served as well as one that sent both at once.
-      await channel.send(this.identityFor(connection), this.knownPeersFor(remote.peer_id));
+      await channel.sendFinal(this.identityFor(connection), this.knownPeersFor(remote.peer_id));
       const list = await channel.receive(knownPeersMessage, 'known_peers');
+      const result = this.store(remote, list.peers);
       await channel.finish();
-      return this.store(remote, list.peers);
+      return result;
     } catch (error) {
       await channel.fail(error);
       throw error;

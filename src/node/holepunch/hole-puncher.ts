@@ -162,7 +162,7 @@ export class HolePuncher {
         await channel.send({ type: 'holepunch_connect', addresses: this.ownAddresses() });
         const reply = await channel.receive(holePunchConnectMessage, 'holepunch_connect');
         const rttMs = performance.now() - sent;
-        await channel.send({ type: 'holepunch_sync' });
+        await channel.sendFinal({ type: 'holepunch_sync' });
         await channel.finish();
         await delay(rttMs / 2);
         return reply.addresses;
@@ -191,7 +191,7 @@ export class HolePuncher {
 
   private async answer(connection: PeerConnection, channel: MessageChannel, theirs: readonly string[]): Promise<void> {
     const sent = performance.now();
-    await channel.send({ type: 'holepunch_connect', addresses: this.ownAddresses() });
+    await channel.sendFinal({ type: 'holepunch_connect', addresses: this.ownAddresses() });
     await channel.receive(holePunchSyncMessage, 'holepunch_sync');
     const rttMs = performance.now() - sent;
     await channel.finish();

@@ -174,7 +174,7 @@ export class ReachabilityService {
       const answer = this.options.connections
         .withPeerStream(peerId, async (stream) => {
           const channel = new MessageChannel(stream);
-          await channel.send({ type: 'dialback_request' });
+          await channel.sendFinal({ type: 'dialback_request' });
           const result = await channel.receive(dialbackResultMessage, 'dialback_result', DIALBACK_TIMEOUT_MS * 2);
           await channel.finish();
           return result;
@@ -207,7 +207,7 @@ export class ReachabilityService {
     this.admit(connection.remotePeerId);
     const address = connection.remoteAddress;
     const reached = await this.options.probe(address, connection.remotePeerId, DIALBACK_TIMEOUT_MS);
-    await channel.send({
+    await channel.sendFinal({
       type: 'dialback_result',
       address: formatAddress(address),
       reached,

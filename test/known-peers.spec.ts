@@ -161,6 +161,71 @@ describe('known_peers', () => {
     assert.ok(shared.size > 50, `${shared.size} distinct peers in 30 lists of 10`);
   });
 
+  it('answers recent() from memory exactly as the table orders it, past the window, after updates and evictions', (t) => {
+    const { repository, database } = openRepository(t, 400);
+    const base = Date.UTC(2026, 0, 1);
+    const at = (i: number) => new Date(base + i * 1000);
+    // Distinct seconds: the order is fully determined, so memory and table must agree exactly.
+    const inputs = Array.from({ length: 300 }, (_, i) => peer({ seenAt: at(i) }));
+    repository.upsertMany(inputs);
+    let clock = 300;
+    const fromTable = (limit: number, exclude: string[] = []) =>
+      database.sqlite
+        .prepare('select public_key from known_peers order by last_seen desc limit ?')
+        .all(limit + exclude.length)
+        .map((row) => peerIdOf((row as { public_key: Buffer }).public_key))
+        .filter((id) => !exclude.includes(id))
+        .slice(0, limit);
+    const check = (what: string) => {
+      const exclude = [peerIdOf(inputs[clock % 300]!.publicKey)];
+      assert.deepEqual(repository.recent(50, exclude).map((p) => p.peerId), fromTable(50, exclude), what);
+    };
+    check('after the first load');
+    for (let round = 0; round < 200; round++) {
+      // Touch a random old peer (it jumps to the front), a peer in the middle with an older time
+      // (nothing moves), or add a new one (the oldest are evicted past 400).
+      const pick = inputs[Math.floor(Math.random() * inputs.length)]!;
+      if (round % 3 === 0) repository.upsertMany([{ ...pick, seenAt: at(clock++) }]);
+      else if (round % 3 === 1) repository.upsertMany([{ ...pick, seenAt: at(0) }]);
+      else {
+        const fresh = peer({ seenAt: at(clock++) });
+        inputs.push(fresh);
+        repository.upsertMany([fresh]);
+      }
+      check(`after round ${round}`);
+    }
+    // Larger than the window: answered by the table, still in order.
+    assert.deepEqual(repository.recent(200).map((p) => p.peerId), fromTable(200));
+    // Reopened: the window is rebuilt from the file.
+    assert.deepEqual(new KnownPeersRepository(database.db, 400).recent(50).map((p) => p.peerId), fromTable(50));
+  });
+
+  it('keeps recent() right when eviction takes rows out of a small table', (t) => {
+    const { repository } = openRepository(t, 10);
+    const inputs = Array.from({ length: 10 }, (_, i) => peer({ seenAt: new Date(Date.UTC(2026, 0, 1, 0, i)) }));
+    repository.upsertMany(inputs);
+    const newer = Array.from({ length: 3 }, (_, i) => peer({ seenAt: new Date(Date.UTC(2026, 0, 2, 0, i)) }));
+    repository.upsertMany(newer);
+    const expected = [...newer.reverse(), ...inputs.slice(3).reverse()].map((p) => peerIdOf(p.publicKey));
+    assert.deepEqual(repository.recent(50).map((p) => p.peerId), expected);
+  });
+
+  it('does not write a known peer seen again in the same second with nothing new', (t) => {
+    const { repository, database } = openRepository(t);
+    const input = peer({ source: 'identity_exchange' });
+    repository.upsertMany([input]);
+    const before = database.sqlite.prepare('select total_changes() as n').get() as { n: number };
+    const again = repository.upsertMany([input, { ...input, source: 'peer_exchange' }]);
+    const after = database.sqlite.prepare('select total_changes() as n').get() as { n: number };
+    assert.equal(again.updated, 0);
+    assert.equal(after.n, before.n, 'no row written');
+    // Something new from the peer itself is written, in the same second too.
+    const changed = repository.upsertMany([{ ...input, isRelay: true }]);
+    assert.equal(changed.updated, 1);
+    assert.equal(repository.get(peerIdOf(input.publicKey))?.isRelay, true);
+    assert.equal(repository.recent(1)[0]?.isRelay, true, 'the in-memory list sees it too');
+  });
+
   it('survives reopening the database (WAL checkpointed on close)', (t) => {
     const { repository, database, file } = openRepository(t);
     const input = peer();

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { and, asc, count, eq, gt, inArray, sql } from 'drizzle-orm';
 import type { Db } from './client.ts';
+import { RecentWindow } from './recent-window.ts';
 import { knownPeers, topics } from './schema.ts';
 
 export type KnownPeerSource = 'identity_exchange' | 'peer_exchange';
@@ -63,6 +64,8 @@ function derivePeerId(publicKey: Uint8Array): string {
 
 const toSeconds = (date: Date) => Math.floor(date.getTime() / 1000);
 const SELECT_CHUNK = 500;
+/** Rows the recency window keeps: two exchanges' worth (an exchange shares at most 50). */
+const RECENT_WINDOW_ROWS = 128;
 
 /**
  * The `known_peers` table, per the seed: a peer is inserted when new; on conflict only last_seen
@@ -74,6 +77,7 @@ export class KnownPeersRepository {
   private readonly topicIds = new Map<string, number>();
   private readonly topicNames = new Map<number, string>();
   private rowCount: number;
+  private readonly window = new RecentWindow<KnownPeerRecord>(RECENT_WINDOW_ROWS);
 
   private readonly selectKey;
   private readonly insertRow;
@@ -90,7 +94,7 @@ export class KnownPeersRepository {
 
     const p = (name: string) => sql.placeholder(name);
     this.selectKey = db
-      .select({ publicKey: knownPeers.publicKey })
+      .select()
       .from(knownPeers)
       .where(eq(knownPeers.key, p('key')))
       .prepare();
@@ -123,19 +127,24 @@ export class KnownPeersRepository {
       .orderBy(sql`${knownPeers.lastSeen} desc`, sql`random()`)
       .limit(p('limit'))
       .prepare();
+    this.loadWindow();
   }
 
-  /** Upserts a batch in one transaction (one fsync for the lot). */
+  /**
+   * Upserts a batch in one transaction (one fsync for the lot). A known peer whose row would not
+   * change (seen again within the same second, nothing new from the peer itself) costs a read and
+   * no write.
+   */
   upsertMany(inputs: readonly KnownPeerInput[]): UpsertResult {
-    return this.db.transaction(() => {
+    const changed: KnownPeerRecord[] = [];
+    const result = this.db.transaction(() => {
       const inserted: KnownPeerRecord[] = [];
       let updated = 0;
       let collisions = 0;
       for (const input of inputs) {
         const peerId = derivePeerId(input.publicKey);
         const key = peerKeyOf(peerId);
-        const seenAt = input.seenAt ?? new Date();
-        const seen = toSeconds(seenAt);
+        const seen = toSeconds(input.seenAt ?? new Date());
         const dhtNodeId = input.dhtNodeId === null ? null : Buffer.from(input.dhtNodeId, 'hex');
         const existing = this.selectKey.get({ key });
         if (existing === undefined) {
@@ -151,21 +160,40 @@ export class KnownPeersRepository {
           });
           this.rowCount += 1;
           const at = new Date(seen * 1000);
-          inserted.push({ ...input, peerId, publicKey: new Uint8Array(input.publicKey), firstSeen: at, lastSeen: at });
+          const record = { ...input, peerId, publicKey: new Uint8Array(input.publicKey), firstSeen: at, lastSeen: at };
+          inserted.push(record);
+          changed.push(record);
         } else if (!Buffer.from(existing.publicKey).equals(input.publicKey)) {
           collisions += 1;
         } else {
-          if (input.source === 'identity_exchange') {
+          const fromPeer = input.source === 'identity_exchange';
+          const next = {
+            ...existing,
+            lastSeen: Math.max(existing.lastSeen, seen),
+            dhtNodeId: fromPeer ? (dhtNodeId ?? existing.dhtNodeId) : existing.dhtNodeId,
+            isRelay: fromPeer ? input.isRelay : existing.isRelay,
+          };
+          const same =
+            next.lastSeen === existing.lastSeen &&
+            next.isRelay === existing.isRelay &&
+            (next.dhtNodeId === existing.dhtNodeId || (next.dhtNodeId !== null && existing.dhtNodeId !== null && Buffer.from(next.dhtNodeId).equals(existing.dhtNodeId)));
+          if (same) continue;
+          if (fromPeer) {
             this.touchFromPeer.run({ key, seen, dhtNodeId, isRelay: input.isRelay ? 1 : 0 });
           } else {
             this.touchRow.run({ key, seen });
           }
           updated += 1;
+          changed.push(this.toRecord(next, peerId));
         }
       }
       const evicted = this.evictOverflow();
       return { inserted, updated, collisions, evicted };
     });
+    // Only once committed: a failed transaction leaves the window as the table is.
+    for (const record of changed) this.window.put(record.peerId, record);
+    if (result.evicted.length > 0) this.window.remove(result.evicted);
+    return { ...result, evicted: result.evicted.length };
   }
 
   get(peerId: string): KnownPeerRecord | undefined {
@@ -211,6 +239,9 @@ export class KnownPeersRepository {
   /** Most recently seen first (ties in random order), excluding some peers (what an exchange shares). */
   recent(limit: number, excludePeerIds: readonly string[] = []): KnownPeerRecord[] {
     const exclude = new Set(excludePeerIds);
+    if (this.window.needsReload) this.loadWindow();
+    const fromWindow = this.window.recent(limit, exclude, (r) => r.peerId, this.rowCount);
+    if (fromWindow !== undefined) return fromWindow;
     const rows = this.selectRecent.all({ limit: limit + exclude.size });
     return rows
       .map((r) => this.toRecord(r))
@@ -218,17 +249,32 @@ export class KnownPeersRepository {
       .slice(0, limit);
   }
 
-  private evictOverflow(): number {
+  private loadWindow(): void {
+    const records = this.selectRecent.all({ limit: RECENT_WINDOW_ROWS }).map((row) => this.toRecord(row));
+    this.window.load(records.map((record) => ({ key: record.peerId, record })));
+  }
+
+  /**
+   * Deletes the oldest rows past the cap; returns their peer ids. Keys are derived from the stored
+   * keys again: SQLite hands 64-bit integers to JavaScript as lossy numbers.
+   */
+  private evictOverflow(): string[] {
     const overflow = this.rowCount - this.maxKnownPeers;
-    if (overflow <= 0) return 0;
+    if (overflow <= 0) return [];
     const oldest = this.db
-      .select({ key: knownPeers.key })
+      .select({ publicKey: knownPeers.publicKey })
       .from(knownPeers)
       .orderBy(asc(knownPeers.lastSeen), asc(knownPeers.key))
-      .limit(overflow);
-    const result = this.db.delete(knownPeers).where(inArray(knownPeers.key, oldest)).run();
-    this.rowCount -= result.changes;
-    return result.changes;
+      .limit(overflow)
+      .all()
+      .map((row) => derivePeerId(row.publicKey));
+    let deleted = 0;
+    for (let i = 0; i < oldest.length; i += SELECT_CHUNK) {
+      const keys = oldest.slice(i, i + SELECT_CHUNK).map(peerKeyOf);
+      deleted += this.db.delete(knownPeers).where(inArray(knownPeers.key, keys)).run().changes;
+    }
+    this.rowCount -= deleted;
+    return oldest;
   }
 
   private filterConditions(filter: KnownPeerFilter) {
@@ -255,10 +301,10 @@ export class KnownPeersRepository {
     this.topicNames.set(id, name);
   }
 
-  private toRecord(row: typeof knownPeers.$inferSelect): KnownPeerRecord {
+  private toRecord(row: typeof knownPeers.$inferSelect, peerId?: string): KnownPeerRecord {
     const publicKey = new Uint8Array(row.publicKey);
     return {
-      peerId: derivePeerId(publicKey),
+      peerId: peerId ?? derivePeerId(publicKey),
       publicKey,
       dhtNodeId: row.dhtNodeId === null ? null : Buffer.from(row.dhtNodeId).toString('hex'),
       isRelay: row.isRelay,

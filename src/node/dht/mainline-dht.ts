@@ -62,6 +62,7 @@ export interface MainlineDhtOptions {
 export class MainlineDht {
   readonly name = 'dht';
   private dht: DHT | undefined;
+  private boundPort: number | undefined;
   private ready: Promise<void> = Promise.resolve();
   private violations = 0;
   /** Addresses offered to the routing table, and when (see addNode). */
@@ -108,6 +109,7 @@ export class MainlineDht {
   async stop(): Promise<void> {
     const dht = this.dht;
     this.dht = undefined;
+    this.boundPort = undefined;
     if (dht) await new Promise<void>((resolve) => dht.destroy(() => resolve()));
   }
 
@@ -124,8 +126,10 @@ export class MainlineDht {
     return this.options.nodeId;
   }
 
+  /** The bound UDP port (read once: each `address()` is a getsockname system call). */
   get port(): number {
-    return this.require().address().port;
+    this.boundPort ??= this.require().address().port;
+    return this.boundPort;
   }
 
   get routingTableSize(): number {

@@ -42,3 +42,6 @@ export const CERT_RENEW_CHECK_INTERVAL_MS = 60 * 60 * 1000;
 
 /** stop(): how long connections get to close gracefully before the socket is stopped by force. */
 export const STOP_GRACE_MS = 1_000;
+
+/** How long a connection's RTT estimate is reused before quiche is asked again. */
+export const RTT_CACHE_MS = 1000;

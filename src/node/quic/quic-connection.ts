@@ -1,7 +1,7 @@
 import { type QUICConnection, type QUICStream, errors as quicErrors, events as quicEvents } from '@matrixai/quic';
 import type { HostPort } from '../config/schema.ts';
 import type { Logger } from '../logger.ts';
-import { MAX_CLOSE_REASON_BYTES, MAX_PENDING_INBOUND_STREAMS } from './constants.ts';
+import { MAX_CLOSE_REASON_BYTES, MAX_PENDING_INBOUND_STREAMS, RTT_CACHE_MS } from './constants.ts';
 import { ConnectionClosedError, StreamOpenError } from './errors.ts';
 import type { ProvenPeer } from './peer-certificate.ts';
 import type { Direction, PeerConnection, PeerStream } from './types.ts';
@@ -54,6 +54,7 @@ export class QuicPeerConnection implements PeerConnection {
   private streamHandler: ((stream: PeerStream) => void) | undefined;
   private readonly pending: PeerStream[] = [];
   private readonly log: Logger;
+  private rtt: { readonly value: number | null; readonly at: number } | undefined;
 
   constructor(private readonly init: QuicPeerConnectionInit) {
     const { connection, peer } = init;
@@ -95,14 +96,20 @@ export class QuicPeerConnection implements PeerConnection {
     for (const stream of this.pending.splice(0)) this.deliver(stream);
   }
 
+  /** quiche's smoothed RTT, read at most once per RTT_CACHE_MS (every state change reports it). */
   rttMs(): number | null {
+    const now = performance.now();
+    if (this.rtt !== undefined && now - this.rtt.at < RTT_CACHE_MS) return this.rtt.value;
+    let value: number | null;
     try {
       const paths = (this.init.connection as unknown as NativeConnectionView).conn?.pathStats() ?? [];
       const path = paths.find((p) => p.active) ?? paths[0];
-      return path === undefined ? null : path.rtt;
+      value = path === undefined ? null : path.rtt;
     } catch {
-      return null; // quiche refuses stats once the connection is freed
+      value = null; // quiche refuses stats once the connection is freed
     }
+    this.rtt = { value, at: now };
+    return value;
   }
 
   async close(reason: string = CLOSE_REASON_LOCAL): Promise<void> {

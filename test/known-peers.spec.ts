@@ -210,6 +210,17 @@ describe('known_peers', () => {
     assert.deepEqual(repository.recent(50).map((p) => p.peerId), expected);
   });
 
+  it('takes a peer listed twice in one batch (new, then seen later) as one row', (t) => {
+    const { repository } = openRepository(t);
+    const input = peer({ seenAt: new Date('2026-01-01T00:00:00Z') });
+    const later = new Date('2026-01-01T00:05:00Z');
+    const result = repository.upsertMany([input, { ...input, seenAt: later }]);
+    assert.deepEqual([result.inserted.length, result.updated], [1, 1]);
+    assert.equal(repository.count(), 1);
+    assert.deepEqual(repository.get(peerIdOf(input.publicKey))?.lastSeen, later);
+    assert.deepEqual(repository.recent(5).map((p) => p.lastSeen), [later]);
+  });
+
   it('does not write a known peer seen again in the same second with nothing new', (t) => {
     const { repository, database } = openRepository(t);
     const input = peer({ source: 'identity_exchange' });

@@ -52,6 +52,17 @@ export interface KnownPeerPage {
   readonly hasNextPage: boolean;
 }
 
+type KnownPeerRow = typeof knownPeers.$inferSelect;
+type Write =
+  | { readonly kind: 'insert'; readonly row: KnownPeerRow }
+  | { readonly kind: 'fromPeer'; readonly key: bigint; readonly seen: number; readonly dhtNodeId: Buffer | null; readonly isRelay: boolean }
+  | { readonly kind: 'touch'; readonly key: bigint; readonly seen: number };
+
+function sameRow(a: KnownPeerRow, b: KnownPeerRow): boolean {
+  const sameNodeId = a.dhtNodeId === null || b.dhtNodeId === null ? a.dhtNodeId === b.dhtNodeId : a.dhtNodeId.equals(b.dhtNodeId);
+  return a.lastSeen === b.lastSeen && a.isRelay === b.isRelay && sameNodeId;
+}
+
 const TOP_BIT = 1n << 63n;
 /** Row key of a peer id: its first 64 bits, shifted into SQLite's signed range, order-preserving. */
 export function peerKeyOf(peerId: string): bigint {
@@ -131,69 +142,82 @@ export class KnownPeersRepository {
   }
 
   /**
-   * Upserts a batch in one transaction (one fsync for the lot). A known peer whose row would not
-   * change (seen again within the same second, nothing new from the peer itself) costs a read and
-   * no write.
+   * Upserts a batch in one transaction (one fsync for the lot). Rows are read first, outside the
+   * transaction: a batch that changes nothing (peers seen again within the same second, nothing
+   * new from the peer itself) costs reads only, no transaction and no write. That is sound because
+   * this node is its file's only writer (node.lock) and nothing runs between the reads and the
+   * writes (all synchronous).
    */
   upsertMany(inputs: readonly KnownPeerInput[]): UpsertResult {
+    const planned = new Map<string, KnownPeerRow>();
+    const writes: Write[] = [];
+    const inserted: KnownPeerRecord[] = [];
     const changed: KnownPeerRecord[] = [];
-    const result = this.db.transaction(() => {
-      const inserted: KnownPeerRecord[] = [];
-      let updated = 0;
-      let collisions = 0;
-      for (const input of inputs) {
-        const peerId = derivePeerId(input.publicKey);
-        const key = peerKeyOf(peerId);
-        const seen = toSeconds(input.seenAt ?? new Date());
-        const dhtNodeId = input.dhtNodeId === null ? null : Buffer.from(input.dhtNodeId, 'hex');
-        const existing = this.selectKey.get({ key });
-        if (existing === undefined) {
-          const topicId = this.topicIdFor(input.topic);
-          this.insertRow.run({
-            key,
-            publicKey: Buffer.from(input.publicKey),
-            dhtNodeId,
-            isRelay: input.isRelay ? 1 : 0,
-            topicId,
-            source: SOURCE_CODES[input.source],
-            seen,
-          });
-          this.rowCount += 1;
-          const at = new Date(seen * 1000);
-          const record = { ...input, peerId, publicKey: new Uint8Array(input.publicKey), firstSeen: at, lastSeen: at };
-          inserted.push(record);
-          changed.push(record);
-        } else if (!Buffer.from(existing.publicKey).equals(input.publicKey)) {
-          collisions += 1;
-        } else {
-          const fromPeer = input.source === 'identity_exchange';
-          const next = {
-            ...existing,
-            lastSeen: Math.max(existing.lastSeen, seen),
-            dhtNodeId: fromPeer ? (dhtNodeId ?? existing.dhtNodeId) : existing.dhtNodeId,
-            isRelay: fromPeer ? input.isRelay : existing.isRelay,
-          };
-          const same =
-            next.lastSeen === existing.lastSeen &&
-            next.isRelay === existing.isRelay &&
-            (next.dhtNodeId === existing.dhtNodeId || (next.dhtNodeId !== null && existing.dhtNodeId !== null && Buffer.from(next.dhtNodeId).equals(existing.dhtNodeId)));
-          if (same) continue;
-          if (fromPeer) {
-            this.touchFromPeer.run({ key, seen, dhtNodeId, isRelay: input.isRelay ? 1 : 0 });
-          } else {
-            this.touchRow.run({ key, seen });
-          }
-          updated += 1;
-          changed.push(this.toRecord(next, peerId));
-        }
+    let collisions = 0;
+    for (const input of inputs) {
+      const peerId = derivePeerId(input.publicKey);
+      const key = peerKeyOf(peerId);
+      const seen = toSeconds(input.seenAt ?? new Date());
+      const dhtNodeId = input.dhtNodeId === null ? null : Buffer.from(input.dhtNodeId, 'hex');
+      // A peer twice in one batch: the second sees what the first will have written.
+      const existing = planned.get(peerId) ?? this.selectKey.get({ key });
+      if (existing === undefined) {
+        const row: KnownPeerRow = {
+          key,
+          publicKey: Buffer.from(input.publicKey),
+          dhtNodeId,
+          isRelay: input.isRelay,
+          topicId: this.topicIdFor(input.topic),
+          source: SOURCE_CODES[input.source],
+          firstSeen: seen,
+          lastSeen: seen,
+        };
+        planned.set(peerId, row);
+        writes.push({ kind: 'insert', row });
+        const record = this.toRecord(row, peerId);
+        inserted.push(record);
+        changed.push(record);
+      } else if (!Buffer.from(existing.publicKey).equals(input.publicKey)) {
+        collisions += 1;
+      } else {
+        const fromPeer = input.source === 'identity_exchange';
+        const next: KnownPeerRow = {
+          ...existing,
+          lastSeen: Math.max(existing.lastSeen, seen),
+          dhtNodeId: fromPeer ? (dhtNodeId ?? existing.dhtNodeId) : existing.dhtNodeId,
+          isRelay: fromPeer ? input.isRelay : existing.isRelay,
+        };
+        if (sameRow(next, existing)) continue;
+        planned.set(peerId, next);
+        writes.push(fromPeer ? { kind: 'fromPeer', key, seen, dhtNodeId, isRelay: input.isRelay } : { kind: 'touch', key, seen });
+        changed.push(this.toRecord(next, peerId));
       }
-      const evicted = this.evictOverflow();
-      return { inserted, updated, collisions, evicted };
+    }
+    if (writes.length === 0) return { inserted, updated: 0, collisions, evicted: 0 };
+    const evicted = this.db.transaction(() => {
+      for (const write of writes) this.apply(write);
+      return this.evictOverflow();
     });
     // Only once committed: a failed transaction leaves the window as the table is.
     for (const record of changed) this.window.put(record.peerId, record);
-    if (result.evicted.length > 0) this.window.remove(result.evicted);
-    return { ...result, evicted: result.evicted.length };
+    if (evicted.length > 0) this.window.remove(evicted);
+    return { inserted, updated: changed.length - inserted.length, collisions, evicted: evicted.length };
+  }
+
+  private apply(write: Write): void {
+    switch (write.kind) {
+      case 'insert': {
+        const { row } = write;
+        this.insertRow.run({ ...row, isRelay: row.isRelay ? 1 : 0, seen: row.firstSeen });
+        this.rowCount += 1;
+        return;
+      }
+      case 'fromPeer':
+        this.touchFromPeer.run({ key: write.key, seen: write.seen, dhtNodeId: write.dhtNodeId, isRelay: write.isRelay ? 1 : 0 });
+        return;
+      case 'touch':
+        this.touchRow.run({ key: write.key, seen: write.seen });
+    }
   }
 
   get(peerId: string): KnownPeerRecord | undefined {
@@ -301,7 +325,7 @@ export class KnownPeersRepository {
     this.topicNames.set(id, name);
   }
 
-  private toRecord(row: typeof knownPeers.$inferSelect, peerId?: string): KnownPeerRecord {
+  private toRecord(row: KnownPeerRow, peerId?: string): KnownPeerRecord {
     const publicKey = new Uint8Array(row.publicKey);
     return {
       peerId: peerId ?? derivePeerId(publicKey),

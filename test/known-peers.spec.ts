@@ -194,8 +194,10 @@ describe('known_peers', () => {
       }
       check(`after round ${round}`);
     }
-    // Larger than the window: answered by the table, still in order.
+    // Larger than the window, or past it once the exclusions are skipped: answered by the table.
     assert.deepEqual(repository.recent(200).map((p) => p.peerId), fromTable(200));
+    const newest100 = fromTable(100);
+    assert.deepEqual(repository.recent(50, newest100).map((p) => p.peerId), fromTable(50, newest100));
     // Reopened: the window is rebuilt from the file.
     assert.deepEqual(new KnownPeersRepository(database.db, 400).recent(50).map((p) => p.peerId), fromTable(50));
   });

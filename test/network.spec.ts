@@ -13,6 +13,7 @@ import { identityMessage, knownPeersMessage } from '../src/node/wire/messages.ts
 import { startTestDaemon, startTestNode, subscriptionActive, until } from './helpers/daemon.ts';
 import { gql } from './helpers/graphql.ts';
 import { usePrivateNetwork } from './helpers/network.ts';
+import { peerIdOf, randomPeer } from './helpers/peers.ts';
 import { tempDir } from './helpers/temp.ts';
 
 describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () => {
@@ -124,6 +125,21 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
     await assert.rejects(channel.receiveAny(READ_TIMEOUT_MS / 2), StreamEndedError);
     assert.equal((await discovered).payload.source, 'peer_exchange');
     assert.equal(target.knownPeers.repository.get(dialer.identity.peerId)?.source, 'identity_exchange');
+  });
+
+  it('re-exchanges over one connection carry the peers not named on it yet, then nothing', async (t) => {
+    const quiet = settings({ 'peer_discovery.discovery_interval': '3600' });
+    const a = await startTestNode(t, quiet);
+    const b = await startTestNode(t, quiet);
+    const many = Array.from({ length: 60 }, () => randomPeer());
+    b.knownPeers.record(many);
+    await a.connections.connect({ host: '127.0.0.1', port: b.quicPort }, b.peerId);
+    const knownToA = () => many.filter((p) => a.knownPeers.repository.get(peerIdOf(p.publicKey)) !== undefined).length;
+    assert.equal(knownToA(), 50, 'the first exchange shares 50');
+    await a.connections.reexchange(b.peerId);
+    // Fifty of sixty drawn at random again would almost never hold the ten left out before.
+    assert.equal(knownToA(), 60, 'the second shares the ten not named yet');
+    assert.equal((await a.connections.reexchange(b.peerId)).peersReceived, 0, 'the third has nothing left to say');
   });
 
   it('answers a malformed frame, an oversized frame and an unknown message with protocol errors, and keeps serving', async (t) => {

@@ -55,12 +55,11 @@ export class RecentWindow<R extends { readonly lastSeen: Date }> {
 
   /**
    * The `limit` most recent records not excluded, or undefined when the window cannot answer
-   * (more asked than it holds while the table holds more). Ties in last_seen come in random order:
+   * (it ran out of records while the table holds more). Ties in last_seen come in random order:
    * a fixed order would share the same peers every time and never the others.
    */
   recent(limit: number, exclude: ReadonlySet<string>, peerIdOf: (record: R) => string, tableSize: number): R[] | undefined {
     if (this.stale) return undefined;
-    if (limit + exclude.size > this.entries.length && tableSize > this.entries.length) return undefined;
     const out: R[] = [];
     let end = this.entries.length;
     while (end > 0 && out.length < limit) {
@@ -77,6 +76,7 @@ export class RecentWindow<R extends { readonly lastSeen: Date }> {
       }
       end = start;
     }
+    if (out.length < limit && tableSize > this.entries.length) return undefined;
     return out;
   }
 

@@ -14,6 +14,9 @@ import {
   knownPeersMessage,
 } from '../wire/messages.ts';
 
+/** Peers remembered per connection as already named to the other side (see `told`). */
+const MAX_TOLD_PER_CONNECTION = 1000;
+
 /** The identity a peer claims in the exchange is not the one its TLS certificate proves. */
 export class IdentityMismatchError extends RemoteNetworkError {
   readonly code = 'IDENTITY_MISMATCH';
@@ -54,6 +57,14 @@ export interface IdentityExchangerOptions {
  * exchange is local work only.
  */
 export class IdentityExchanger {
+  /**
+   * Per connection, the peers either side has already named to the other in an exchange over it
+   * (the peer knows them): re-exchanges leave them out, so each one carries what the other side
+   * may not know yet instead of the same most recent peers again. A converged pair exchanges
+   * short lists. Forgotten past MAX_TOLD_PER_CONNECTION, then filled again.
+   */
+  private readonly told = new WeakMap<PeerConnection, Set<string>>();
+
   constructor(private readonly options: IdentityExchangerOptions) {}
 
   /** Dialer side: opens the stream and leads the conversation. */
@@ -62,12 +73,13 @@ export class IdentityExchanger {
     try {
       // Both phases and our end at once: the peer id TLS proved already names whom to leave out
       // of the list, so nothing here waits for the peer's identity; one round trip in all.
-      await channel.sendFinal(this.identityFor(connection), this.knownPeersFor(connection.remotePeerId));
+      const ours = this.knownPeersFor(connection, connection.remotePeerId);
+      await channel.sendFinal(this.identityFor(connection), ours);
       const remote = this.checkIdentity(await channel.receive(identityMessage, 'identity'), connection);
       const list = await channel.receive(knownPeersMessage, 'known_peers');
       // Stored before the peer's end is read: a peer that never ends the stream costs its stream,
       // not what it told us.
-      const result = this.store(remote, list.peers);
+      const result = this.store(connection, remote, list.peers, ours);
       await channel.finish();
       return result;
     } catch (error) {
@@ -82,9 +94,10 @@ export class IdentityExchanger {
       const remote = this.checkIdentity(parse(identityMessage, first, 'identity'), connection);
       // Answered before reading the dialer's list: a dialer that waits for our identity before
       // sending its list (phase by phase) is served as well as one that sent both at once.
-      await channel.sendFinal(this.identityFor(connection), this.knownPeersFor(remote.peer_id));
+      const ours = this.knownPeersFor(connection, remote.peer_id);
+      await channel.sendFinal(this.identityFor(connection), ours);
       const list = await channel.receive(knownPeersMessage, 'known_peers');
-      const result = this.store(remote, list.peers);
+      const result = this.store(connection, remote, list.peers, ours);
       await channel.finish();
       return result;
     } catch (error) {
@@ -124,10 +137,11 @@ export class IdentityExchanger {
     return remote;
   }
 
-  private knownPeersFor(remotePeerId: string) {
+  private knownPeersFor(connection: PeerConnection, remotePeerId: string) {
     const { local, knownPeers, maxPeersToShare } = this.options;
+    const told = this.toldOn(connection);
     const peers: KnownPeerEntry[] = knownPeers.repository
-      .recent(maxPeersToShare, [local.identity.peerId, remotePeerId])
+      .recent(maxPeersToShare, [local.identity.peerId, remotePeerId, ...told])
       .map((p) => ({
         peer_id: p.peerId,
         dht_node_id: p.dhtNodeId,
@@ -137,7 +151,24 @@ export class IdentityExchanger {
     return { type: 'known_peers' as const, topic: local.topic(), peers, count: peers.length };
   }
 
-  private store(remote: IdentityMessage, entries: readonly unknown[]): ExchangeResult {
+  private toldOn(connection: PeerConnection): Set<string> {
+    let told = this.told.get(connection);
+    if (!told || told.size > MAX_TOLD_PER_CONNECTION) {
+      told = new Set();
+      this.told.set(connection, told);
+    }
+    return told;
+  }
+
+  /** Stores what the peer told us; both lists count as told once the exchange got this far. */
+  private store(
+    connection: PeerConnection,
+    remote: IdentityMessage,
+    entries: readonly unknown[],
+    ours: { readonly peers: readonly KnownPeerEntry[] },
+  ): ExchangeResult {
+    const told = this.toldOn(connection);
+    for (const p of ours.peers) told.add(p.peer_id);
     const inputs: KnownPeerInput[] = [
       {
         publicKey: Buffer.from(remote.public_key, 'hex'),
@@ -154,6 +185,7 @@ export class IdentityExchanger {
         dropped += 1;
         continue;
       }
+      told.add(parsed.data.peer_id);
       inputs.push({
         publicKey: Buffer.from(parsed.data.public_key, 'hex'),
         dhtNodeId: parsed.data.dht_node_id,

@@ -60,6 +60,21 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
     assert.equal(bye.data?.disconnectPeer, true);
   });
 
+  /** The identity message a raw peer sends, claiming `claimed` (its own, or someone else's). */
+  const identityClaim = (claimed: { readonly peerId: string; readonly publicKey: Uint8Array }) => ({
+    type: 'identity' as const,
+    protocol_version: 1,
+    peer_id: claimed.peerId,
+    dht_node_id: 'ab'.repeat(20),
+    public_key: Buffer.from(claimed.publicKey).toString('hex'),
+    node_type: 'public' as const,
+    is_relay: false,
+    topic: 'remote-network-mesh',
+    dht_port: 0,
+    listen_addresses: [],
+    observed_address: null,
+  });
+
   it('rejects a peer whose claimed identity differs from its certificate, storing nothing', async (t) => {
     const target = await startTestNode(t, settings());
     const impostor = await rawPeer(t);
@@ -67,19 +82,7 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
     const rejected = target.bus.once('connection.rejected');
     const connection = await impostor.transport.dial({ host: '127.0.0.1', port: target.quicPort });
     const channel = new MessageChannel(await connection.openStream());
-    await channel.send({
-      type: 'identity',
-      protocol_version: 1,
-      peer_id: victim.peerId,
-      dht_node_id: 'ab'.repeat(20),
-      public_key: Buffer.from(victim.publicKey).toString('hex'),
-      node_type: 'public',
-      is_relay: false,
-      topic: 'remote-network-mesh',
-      dht_port: 0,
-      listen_addresses: [],
-      observed_address: null,
-    });
+    await channel.send(identityClaim(victim));
     const event = await rejected;
     assert.equal(event.payload.claimedPeerId, impostor.identity.peerId);
     assert.match(event.payload.reason, /differs from .* proven by the TLS certificate/);
@@ -99,19 +102,7 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
     const channel = new MessageChannel(await connection.openStream());
     // Identity and list, but no end of stream: the list must be kept all the same.
     await channel.send(
-      {
-        type: 'identity',
-        protocol_version: 1,
-        peer_id: dialer.identity.peerId,
-        dht_node_id: 'ab'.repeat(20),
-        public_key: Buffer.from(dialer.identity.publicKey).toString('hex'),
-        node_type: 'public',
-        is_relay: false,
-        topic: 'remote-network-mesh',
-        dht_port: 0,
-        listen_addresses: [],
-        observed_address: null,
-      },
+      identityClaim(dialer.identity),
       {
         type: 'known_peers',
         topic: 'remote-network-mesh',

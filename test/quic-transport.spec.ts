@@ -130,7 +130,7 @@ describe('QUIC transport', () => {
   });
 
   it('sends what a stream writes in one event-loop turn together (the library patch)', async (t) => {
-    assert.ok(quicLibraryPatched(), 'patches/@matrixai+quic+2.0.9.patch is applied (npm install runs patch-package)');
+    assert.ok(quicLibraryPatched(), 'the patches under patches/ are applied (npm install runs patch-package)');
     const dialer = await startNode(t);
     const listener = await startNode(t);
     const accepted = nextConnection(listener.transport);

@@ -126,7 +126,7 @@ export class QuicTransport implements Transport {
   async start(): Promise<void> {
     installQuicErrorGuard(this.log);
     if (!quicLibraryPatched()) {
-      this.log.warn('the @matrixai/quic patch is not applied (run npm install): every packet costs about twice the CPU');
+      this.log.warn('the QUIC library patches are not applied (run npm install): every packet and stream costs several times the CPU');
     }
     await this.stopping;
     if (this.state === 'running') return;

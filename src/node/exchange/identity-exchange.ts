@@ -52,9 +52,9 @@ export interface IdentityExchangerOptions {
 /**
  * The seed's two-phase exchange, run once on every new connection over one stream the dialer
  * opens: both sides send their identity, then up to `maxPeersToShare` known peers (most recently
- * seen first, neither party included). Each side writes both phases in one go (the order on the
- * stream is the seed's), so an exchange costs one round trip. No DHT lookup happens here: the
- * exchange is local work only.
+ * seen first, neither party included, nor any peer already named on this connection). Each side
+ * writes both phases and its end of the stream in one go (the order on the stream is the seed's),
+ * so an exchange costs one round trip. No DHT lookup happens here: the exchange is local work only.
  */
 export class IdentityExchanger {
   /**

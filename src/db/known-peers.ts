@@ -149,7 +149,9 @@ export class KnownPeersRepository {
    * writes (all synchronous).
    */
   upsertMany(inputs: readonly KnownPeerInput[]): UpsertResult {
-    const planned = new Map<string, KnownPeerRow>();
+    // By row key, not peer id: two keys in one batch that share a row key meet here as a
+    // collision, as they would in the table (the second would otherwise fail the whole batch).
+    const planned = new Map<bigint, KnownPeerRow>();
     const writes: Write[] = [];
     const inserted: KnownPeerRecord[] = [];
     const changed: KnownPeerRecord[] = [];
@@ -160,7 +162,7 @@ export class KnownPeersRepository {
       const seen = toSeconds(input.seenAt ?? new Date());
       const dhtNodeId = input.dhtNodeId === null ? null : Buffer.from(input.dhtNodeId, 'hex');
       // A peer twice in one batch: the second sees what the first will have written.
-      const existing = planned.get(peerId) ?? this.selectKey.get({ key });
+      const existing = planned.get(key) ?? this.selectKey.get({ key });
       if (existing === undefined) {
         const row: KnownPeerRow = {
           key,
@@ -172,7 +174,7 @@ export class KnownPeersRepository {
           firstSeen: seen,
           lastSeen: seen,
         };
-        planned.set(peerId, row);
+        planned.set(key, row);
         writes.push({ kind: 'insert', row });
         const record = this.toRecord(row, peerId);
         inserted.push(record);
@@ -188,7 +190,7 @@ export class KnownPeersRepository {
           isRelay: fromPeer ? input.isRelay : existing.isRelay,
         };
         if (sameRow(next, existing)) continue;
-        planned.set(peerId, next);
+        planned.set(key, next);
         writes.push(fromPeer ? { kind: 'fromPeer', key, seen, dhtNodeId, isRelay: input.isRelay } : { kind: 'touch', key, seen });
         changed.push(this.toRecord(next, peerId));
       }

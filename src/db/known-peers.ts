@@ -266,7 +266,7 @@ export class KnownPeersRepository {
   recent(limit: number, excludePeerIds: readonly string[] = []): KnownPeerRecord[] {
     const exclude = new Set(excludePeerIds);
     if (this.window.needsReload) this.loadWindow();
-    const fromWindow = this.window.recent(limit, exclude, (r) => r.peerId, this.rowCount);
+    const fromWindow = this.window.recent(limit, exclude, this.rowCount);
     if (fromWindow !== undefined) return fromWindow;
     const rows = this.selectRecent.all({ limit: limit + exclude.size });
     return rows

@@ -8,7 +8,7 @@
  * that oldest entry may lie outside: the random tie-break covers the ties inside the window only.
  */
 export class RecentWindow<R extends { readonly lastSeen: Date }> {
-  /** Oldest first, newest last: an update of a peer seen now is an append. */
+  /** Oldest first, newest last: an update of a peer seen now is an append. Keys are peer ids. */
   private readonly entries: Array<{ key: string; seconds: number; record: R }> = [];
   private readonly keys = new Set<string>();
   /** The window lost entries it cannot refill by itself (see `remove`): reload before use. */
@@ -58,7 +58,7 @@ export class RecentWindow<R extends { readonly lastSeen: Date }> {
    * (it ran out of records while the table holds more). Ties in last_seen come in random order:
    * a fixed order would share the same peers every time and never the others.
    */
-  recent(limit: number, exclude: ReadonlySet<string>, peerIdOf: (record: R) => string, tableSize: number): R[] | undefined {
+  recent(limit: number, exclude: ReadonlySet<string>, tableSize: number): R[] | undefined {
     if (this.stale) return undefined;
     const out: R[] = [];
     let end = this.entries.length;
@@ -72,7 +72,7 @@ export class RecentWindow<R extends { readonly lastSeen: Date }> {
       }
       for (const entry of group) {
         if (out.length >= limit) break;
-        if (!exclude.has(peerIdOf(entry.record))) out.push(entry.record);
+        if (!exclude.has(entry.key)) out.push(entry.record);
       }
       end = start;
     }

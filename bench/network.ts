@@ -1,10 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { KnownPeerInput } from '../src/db/known-peers.ts';
 import type { RemoteNode } from '../src/node/node.ts';
 import { MAX_SHARED_PEERS } from '../src/node/wire/messages.ts';
+import { randomPeer } from '../test/helpers/peers.ts';
 import { startBenchNode } from './bench-node.ts';
 import { type Figure, ms, percentile } from './report.ts';
 
@@ -28,15 +27,7 @@ const startNode = (dir: string) =>
   startBenchNode(dir, { 'peer_discovery.target_connections': '1', 'peer_discovery.max_known_peers': '1000000' });
 
 /** Peers as an exchange reports them: a node that knows these has a full list to share. */
-function strangers(count: number): KnownPeerInput[] {
-  return Array.from({ length: count }, () => ({
-    publicKey: randomBytes(32),
-    dhtNodeId: randomBytes(20).toString('hex'),
-    isRelay: false,
-    topic: 'remote-network-mesh',
-    source: 'peer_exchange' as const,
-  }));
-}
+const strangers = (count: number) => Array.from({ length: count }, () => randomPeer());
 
 async function timeConnects(a: RemoteNode, b: RemoteNode): Promise<number[]> {
   const address = { host: '127.0.0.1', port: b.quicPort };

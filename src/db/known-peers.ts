@@ -53,10 +53,14 @@ export interface KnownPeerPage {
 }
 
 type KnownPeerRow = typeof knownPeers.$inferSelect;
-type Write =
-  | { readonly kind: 'insert'; readonly row: KnownPeerRow }
-  | { readonly kind: 'fromPeer'; readonly key: bigint; readonly seen: number; readonly dhtNodeId: Buffer | null; readonly isRelay: boolean }
-  | { readonly kind: 'touch'; readonly key: bigint; readonly seen: number };
+/** What a batch will leave in one row: its final state, and whether the row is new. */
+interface PlannedRow {
+  /** Derived again from the peer id: SQLite hands 64-bit keys to JavaScript as lossy numbers. */
+  readonly key: bigint;
+  readonly peerId: string;
+  readonly original: KnownPeerRow | undefined;
+  row: KnownPeerRow;
+}
 
 function sameRow(a: KnownPeerRow, b: KnownPeerRow): boolean {
   const sameNodeId = a.dhtNodeId === null || b.dhtNodeId === null ? a.dhtNodeId === b.dhtNodeId : a.dhtNodeId.equals(b.dhtNodeId);
@@ -92,8 +96,7 @@ export class KnownPeersRepository {
 
   private readonly selectKey;
   private readonly insertRow;
-  private readonly touchRow;
-  private readonly touchFromPeer;
+  private readonly updateRow;
   private readonly selectRecent;
 
   constructor(
@@ -118,15 +121,15 @@ export class KnownPeersRepository {
         isRelay: p('isRelay'),
         topicId: p('topicId'),
         source: p('source'),
-        firstSeen: p('seen'),
-        lastSeen: p('seen'),
+        firstSeen: p('firstSeen'),
+        lastSeen: p('lastSeen'),
       })
       .prepare();
-    const lastSeen = sql`max(${knownPeers.lastSeen}, ${p('seen')})`;
-    this.touchRow = db.update(knownPeers).set({ lastSeen }).where(eq(knownPeers.key, p('key'))).prepare();
-    this.touchFromPeer = db
+    // Writes the state a batch planned (last_seen already the max, dht_node_id and is_relay
+    // already what the seed allows to change).
+    this.updateRow = db
       .update(knownPeers)
-      .set({ lastSeen, dhtNodeId: sql`coalesce(${p('dhtNodeId')}, ${knownPeers.dhtNodeId})`, isRelay: sql`${p('isRelay')}` })
+      .set({ lastSeen: sql`${p('lastSeen')}`, dhtNodeId: sql`${p('dhtNodeId')}`, isRelay: sql`${p('isRelay')}` })
       .where(eq(knownPeers.key, p('key')))
       .prepare();
     // Every exchange reads this: prepared once rather than built and compiled per call. last_seen
@@ -151,10 +154,9 @@ export class KnownPeersRepository {
   upsertMany(inputs: readonly KnownPeerInput[]): UpsertResult {
     // By row key, not peer id: two keys in one batch that share a row key meet here as a
     // collision, as they would in the table (the second would otherwise fail the whole batch).
-    const planned = new Map<bigint, KnownPeerRow>();
-    const writes: Write[] = [];
+    const planned = new Map<bigint, PlannedRow>();
     const inserted: KnownPeerRecord[] = [];
-    const changed: KnownPeerRecord[] = [];
+    let updated = 0;
     let collisions = 0;
     for (const input of inputs) {
       const peerId = derivePeerId(input.publicKey);
@@ -162,8 +164,15 @@ export class KnownPeersRepository {
       const seen = toSeconds(input.seenAt ?? new Date());
       const dhtNodeId = input.dhtNodeId === null ? null : Buffer.from(input.dhtNodeId, 'hex');
       // A peer twice in one batch: the second sees what the first will have written.
-      const existing = planned.get(key) ?? this.selectKey.get({ key });
-      if (existing === undefined) {
+      let plan = planned.get(key);
+      if (plan === undefined) {
+        const original = this.selectKey.get({ key });
+        if (original !== undefined) {
+          plan = { key, peerId, original, row: original };
+          planned.set(key, plan);
+        }
+      }
+      if (plan === undefined) {
         const row: KnownPeerRow = {
           key,
           publicKey: Buffer.from(input.publicKey),
@@ -174,51 +183,41 @@ export class KnownPeersRepository {
           firstSeen: seen,
           lastSeen: seen,
         };
-        planned.set(key, row);
-        writes.push({ kind: 'insert', row });
-        const record = this.toRecord(row, peerId);
-        inserted.push(record);
-        changed.push(record);
-      } else if (!Buffer.from(existing.publicKey).equals(input.publicKey)) {
+        planned.set(key, { key, peerId, original: undefined, row });
+        inserted.push(this.toRecord(row, peerId));
+      } else if (!Buffer.from(plan.row.publicKey).equals(input.publicKey)) {
         collisions += 1;
       } else {
         const fromPeer = input.source === 'identity_exchange';
         const next: KnownPeerRow = {
-          ...existing,
-          lastSeen: Math.max(existing.lastSeen, seen),
-          dhtNodeId: fromPeer ? (dhtNodeId ?? existing.dhtNodeId) : existing.dhtNodeId,
-          isRelay: fromPeer ? input.isRelay : existing.isRelay,
+          ...plan.row,
+          lastSeen: Math.max(plan.row.lastSeen, seen),
+          dhtNodeId: fromPeer ? (dhtNodeId ?? plan.row.dhtNodeId) : plan.row.dhtNodeId,
+          isRelay: fromPeer ? input.isRelay : plan.row.isRelay,
         };
-        if (sameRow(next, existing)) continue;
-        planned.set(key, next);
-        writes.push(fromPeer ? { kind: 'fromPeer', key, seen, dhtNodeId, isRelay: input.isRelay } : { kind: 'touch', key, seen });
-        changed.push(this.toRecord(next, peerId));
+        if (sameRow(next, plan.row)) continue;
+        plan.row = next;
+        updated += 1;
       }
     }
-    if (writes.length === 0) return { inserted, updated: 0, collisions, evicted: 0 };
+    const writes = [...planned.values()].filter((plan) => plan.original === undefined || !sameRow(plan.row, plan.original));
+    if (writes.length === 0) return { inserted, updated, collisions, evicted: 0 };
     const evicted = this.db.transaction(() => {
-      for (const write of writes) this.apply(write);
+      for (const plan of writes) this.write(plan);
       return this.evictOverflow();
     });
     // Only once committed: a failed transaction leaves the window as the table is.
-    for (const record of changed) this.window.put(record.peerId, record);
+    for (const plan of writes) this.window.put(plan.peerId, this.toRecord(plan.row, plan.peerId));
     if (evicted.length > 0) this.window.remove(evicted);
-    return { inserted, updated: changed.length - inserted.length, collisions, evicted: evicted.length };
+    return { inserted, updated, collisions, evicted: evicted.length };
   }
 
-  private apply(write: Write): void {
-    switch (write.kind) {
-      case 'insert': {
-        const { row } = write;
-        this.insertRow.run({ ...row, isRelay: row.isRelay ? 1 : 0, seen: row.firstSeen });
-        this.rowCount += 1;
-        return;
-      }
-      case 'fromPeer':
-        this.touchFromPeer.run({ key: write.key, seen: write.seen, dhtNodeId: write.dhtNodeId, isRelay: write.isRelay ? 1 : 0 });
-        return;
-      case 'touch':
-        this.touchRow.run({ key: write.key, seen: write.seen });
+  private write({ key, original, row }: PlannedRow): void {
+    if (original === undefined) {
+      this.insertRow.run({ ...row, key, isRelay: row.isRelay ? 1 : 0 });
+      this.rowCount += 1;
+    } else {
+      this.updateRow.run({ key, lastSeen: row.lastSeen, dhtNodeId: row.dhtNodeId, isRelay: row.isRelay ? 1 : 0 });
     }
   }
 

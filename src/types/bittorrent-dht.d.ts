@@ -12,6 +12,8 @@ declare module 'bittorrent-dht' {
 
   export interface DhtOptions {
     nodeId?: Buffer;
+    /** Passed down to k-rpc-socket: the UDP socket to use instead of one of its own. */
+    socket?: import('node:dgram').Socket;
     bootstrap?: Array<string | { host: string; port: number }> | false;
     host?: string | false;
     verify?: (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array) => boolean;
@@ -63,6 +65,19 @@ declare module 'bittorrent-dht' {
     /** Internal: the KRPC client. */
     _rpc: {
       id: Buffer;
+      /** k-rpc's routing-table insertion (every node it learns goes through here). */
+      _addNode(node: DhtContact & { distance?: number; seen?: number }): void;
+      nodes: KBucketLike & {
+        get(id: Buffer): DhtContact | null;
+        remove(id: Buffer): void;
+        on(event: 'added' | 'removed', listener: (contact: DhtContact) => void): void;
+        on(event: 'updated', listener: (incumbent: DhtContact, selection: DhtContact) => void): void;
+      };
+      /** k-rpc-socket: queries in flight, transaction ids aligned with requests. */
+      socket: {
+        _ids: number[];
+        _reqs: Array<{ message: { q?: unknown }; peer: { host: string } } | null>;
+      };
       query(node: DhtContact, message: unknown, callback: (error: KrpcError | null, response?: unknown) => void): void;
       on(event: 'node', listener: (node: DhtContact) => void): void;
     };

@@ -10,6 +10,8 @@ import { BEP44_SEQ_TOO_LOW, DHT_OPERATION_TIMEOUT_MS, DHT_QUERY_TIMEOUT_MS, K, M
 import { setBounded } from '../util/bounded-map.ts';
 import { withDeadline } from '../util/time-bounds.ts';
 import { DhtNotRunningError, DhtTimeoutError } from './errors.ts';
+import { KrpcGuard, type KrpcGuardStats, NO_KRPC_TRAFFIC } from './krpc-guard.ts';
+import { RoutingTablePolicy, type RoutingTableStats } from './routing-table-policy.ts';
 
 /** A verified BEP 44 mutable item as read from the DHT. */
 export interface MutableItem {
@@ -62,6 +64,8 @@ export interface MainlineDhtOptions {
 export class MainlineDht {
   readonly name = 'dht';
   private dht: DHT | undefined;
+  private guard: KrpcGuard | undefined;
+  private routingPolicy: RoutingTablePolicy | undefined;
   private boundPort: number | undefined;
   private ready: Promise<void> = Promise.resolve();
   private violations = 0;
@@ -76,8 +80,11 @@ export class MainlineDht {
   }
 
   async start(): Promise<void> {
+    const guard = new KrpcGuard(this.log);
     const dht = new DHT({
       nodeId: this.options.nodeId,
+      // Every datagram is checked before the library sees it (see KrpcGuard).
+      socket: guard.socket,
       // false, not [], keeps bittorrent-dht from falling back to the public routers.
       bootstrap: this.options.bootstrap.length > 0 ? this.options.bootstrap.map((b) => `${b.host}:${b.port}`) : false,
       host: false,
@@ -92,6 +99,9 @@ export class MainlineDht {
     dht.on('error', (error: Error) => this.log.error({ err: error }, 'DHT socket error'));
     dht.on('warning', (error: Error) => this.log.debug({ err: error }, 'DHT warning'));
     dht._rpc.on('node', (node) => this.checkNode(node));
+    guard.pendingMethod = (t, from) => pendingMethodOf(dht, t, from.address);
+    this.guard = guard;
+    this.routingPolicy = new RoutingTablePolicy(dht, guard, this.log);
     this.ready = new Promise((resolve) => dht.once('ready', () => resolve()));
     await new Promise<void>((resolve, reject) => {
       const onError = (error: Error) => reject(error);
@@ -138,6 +148,16 @@ export class MainlineDht {
 
   get bep42Violations(): number {
     return this.violations;
+  }
+
+  /** Datagrams received, dropped by the KRPC checks (by reason), and contained handler failures (since the last start). */
+  get inbound(): KrpcGuardStats {
+    return this.guard?.stats ?? NO_KRPC_TRAFFIC;
+  }
+
+  /** Node ids the routing-table policy refused, and query senders it pinged first. */
+  get routingTableAdmission(): RoutingTableStats {
+    return this.routingPolicy?.stats ?? { refused: 0, verifications: 0 };
   }
 
   /** Nodes in our routing table (for tests and diagnostics). */
@@ -265,6 +285,21 @@ const UNREF = { unref: true };
 /** An address offered to the routing table is not offered (pinged) again for this long. */
 const ADD_NODE_QUIET_MS = 10 * 60_000;
 const MAX_OFFERED_NODES = 4096;
+
+/**
+ * The method of our query in flight that an answer from `host` with this transaction id answers,
+ * read from k-rpc-socket's table of requests (matched the way it matches them: id, then host).
+ */
+function pendingMethodOf(dht: DHT, transactionId: Buffer, host: string): string | undefined {
+  if (transactionId.length < 2) return undefined;
+  const { _ids: ids, _reqs: requests } = dht._rpc.socket;
+  const tid = transactionId.readUInt16BE(0);
+  const index = tid === 0 ? -1 : ids.indexOf(tid);
+  const request = index === -1 ? undefined : requests[index];
+  if (!request || request.peer.host !== host) return undefined;
+  const q = request.message.q;
+  return typeof q === 'string' ? q : Buffer.isBuffer(q) ? q.toString('latin1') : undefined;
+}
 
 /** Re-checks a response completely: key and signature sizes, target, size limit, signature. */
 function verifiedItem(

@@ -5,7 +5,7 @@ import { NODE_EVENT_TYPES, type NodeEventMap } from '../src/node/events/types.ts
 import { setBounded } from '../src/node/util/bounded-map.ts';
 
 const discovered = (peerId: string) =>
-  ({ peerId, topic: 't', isRelay: false, source: 'peer_exchange' }) as const;
+  ({ peerId, topic: 't', isRelay: false, source: 'peer_exchange', verified: false, via: null }) as const;
 
 describe('event bus', () => {
   it('declares the seed event types', () => {

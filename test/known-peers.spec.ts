@@ -16,6 +16,11 @@ function peer(overrides: Partial<KnownPeerInput> = {}): KnownPeerInput {
   return randomPeer({ seenAt: new Date('2026-01-01T00:00:00Z'), ...overrides });
 }
 
+/** A peer we exchanged with (verified), as opposed to one another peer told us about (hearsay). */
+function met(overrides: Partial<KnownPeerInput> = {}): KnownPeerInput {
+  return peer({ source: 'identity_exchange', ...overrides });
+}
+
 function openRepository(t: { after(fn: () => void): void }, cap = 10_000) {
   const file = join(tempDir(t), 'peers.db');
   const database = openDatabase(file);
@@ -142,7 +147,7 @@ describe('known_peers', () => {
 
   it('lists the most recently seen first, excluding given peers', (t) => {
     const { repository } = openRepository(t);
-    const inputs = Array.from({ length: 5 }, (_, i) => peer({ seenAt: new Date(Date.UTC(2026, 0, 1, i)) }));
+    const inputs = Array.from({ length: 5 }, (_, i) => met({ seenAt: new Date(Date.UTC(2026, 0, 1, i)) }));
     repository.upsertMany(inputs);
     const newest = peerIdOf(inputs[4]!.publicKey);
     assert.deepEqual(
@@ -154,7 +159,7 @@ describe('known_peers', () => {
   it('shares peers seen in the same second in random order, so every one of them gets shared', (t) => {
     const { repository } = openRepository(t);
     const sameSecond = new Date(Date.UTC(2026, 0, 1));
-    repository.upsertMany(Array.from({ length: 100 }, () => peer({ seenAt: sameSecond })));
+    repository.upsertMany(Array.from({ length: 100 }, () => met({ seenAt: sameSecond })));
     const shared = new Set<string>();
     for (let i = 0; i < 30; i++) for (const p of repository.recent(10)) shared.add(p.peerId);
     // A fixed tie-break would give the same 10 every time.
@@ -166,7 +171,7 @@ describe('known_peers', () => {
     const base = Date.UTC(2026, 0, 1);
     const at = (i: number) => new Date(base + i * 1000);
     // Distinct seconds: the order is fully determined, so memory and table must agree exactly.
-    const inputs = Array.from({ length: 300 }, (_, i) => peer({ seenAt: at(i) }));
+    const inputs = Array.from({ length: 300 }, (_, i) => met({ seenAt: at(i) }));
     repository.upsertMany(inputs);
     let clock = 300;
     const fromTable = (limit: number, exclude: string[] = []) =>
@@ -188,7 +193,7 @@ describe('known_peers', () => {
       if (round % 3 === 0) repository.upsertMany([{ ...pick, seenAt: at(clock++) }]);
       else if (round % 3 === 1) repository.upsertMany([{ ...pick, seenAt: at(0) }]);
       else {
-        const fresh = peer({ seenAt: at(clock++) });
+        const fresh = met({ seenAt: at(clock++) });
         inputs.push(fresh);
         repository.upsertMany([fresh]);
       }
@@ -204,9 +209,9 @@ describe('known_peers', () => {
 
   it('keeps recent() right when eviction takes rows out of a small table', (t) => {
     const { repository } = openRepository(t, 10);
-    const inputs = Array.from({ length: 10 }, (_, i) => peer({ seenAt: new Date(Date.UTC(2026, 0, 1, 0, i)) }));
+    const inputs = Array.from({ length: 10 }, (_, i) => met({ seenAt: new Date(Date.UTC(2026, 0, 1, 0, i)) }));
     repository.upsertMany(inputs);
-    const newer = Array.from({ length: 3 }, (_, i) => peer({ seenAt: new Date(Date.UTC(2026, 0, 2, 0, i)) }));
+    const newer = Array.from({ length: 3 }, (_, i) => met({ seenAt: new Date(Date.UTC(2026, 0, 2, 0, i)) }));
     repository.upsertMany(newer);
     const expected = [...newer.reverse(), ...inputs.slice(3).reverse()].map((p) => peerIdOf(p.publicKey));
     assert.deepEqual(repository.recent(50).map((p) => p.peerId), expected);
@@ -214,7 +219,7 @@ describe('known_peers', () => {
 
   it('takes a peer listed twice in one batch (new, then seen later) as one row', (t) => {
     const { repository } = openRepository(t);
-    const input = peer({ seenAt: new Date('2026-01-01T00:00:00Z') });
+    const input = met({ seenAt: new Date('2026-01-01T00:00:00Z') });
     const later = new Date('2026-01-01T00:05:00Z');
     const result = repository.upsertMany([input, { ...input, seenAt: later }]);
     assert.deepEqual([result.inserted.length, result.updated], [1, 1]);
@@ -237,6 +242,59 @@ describe('known_peers', () => {
     assert.equal(changed.updated, 1);
     assert.equal(repository.get(peerIdOf(input.publicKey))?.isRelay, true);
     assert.equal(repository.recent(1)[0]?.isRelay, true, 'the in-memory list sees it too');
+  });
+
+  it('keeps hearsay apart: never shared, verified by the peer itself or by markVerified', (t) => {
+    const { repository } = openRepository(t);
+    const known = met({ seenAt: new Date(Date.UTC(2026, 0, 1)) });
+    const heard = peer({ seenAt: new Date(Date.UTC(2026, 0, 2)), isRelay: true });
+    const later = peer({ seenAt: new Date(Date.UTC(2026, 0, 3)) });
+    repository.upsertMany([known, heard, later]);
+    assert.equal(repository.get(peerIdOf(heard.publicKey))?.verified, false);
+    assert.deepEqual(repository.recent(10).map((p) => p.peerId), [peerIdOf(known.publicKey)], 'hearsay is not shared');
+    assert.deepEqual([repository.count(), repository.count({ verified: true }), repository.count({ verified: false })], [3, 1, 2]);
+    assert.equal(repository.page({ verified: false }, 10).rows.length, 2);
+    // The peer itself exchanged with us: verified, and the result says so.
+    const result = repository.upsertMany([{ ...heard, source: 'identity_exchange', isRelay: false, seenAt: new Date(Date.UTC(2026, 0, 4)) }]);
+    assert.deepEqual(result.verified.map((p) => p.peerId), [peerIdOf(heard.publicKey)]);
+    assert.equal(repository.get(peerIdOf(heard.publicKey))?.source, 'peer_exchange', 'how we first heard of it stays');
+    // Its signed metadata was found in the DHT: verified, with the relay flag that metadata gives.
+    assert.equal(repository.markVerified(peerIdOf(later.publicKey), true)?.verified, true);
+    assert.equal(repository.get(peerIdOf(later.publicKey))?.isRelay, true);
+    assert.equal(repository.markVerified(peerIdOf(randomBytes(32)), true), undefined, 'unknown peer');
+    assert.deepEqual(new Set(repository.recent(10).map((p) => p.peerId)), new Set([known, heard, later].map((p) => peerIdOf(p.publicKey))));
+    assert.deepEqual([repository.count({ verified: true }), repository.count({ verified: false })], [3, 0]);
+  });
+
+  it('takes at most maxNewHearsay new hearsay per batch (known peers and the peer itself are not counted)', (t) => {
+    const { repository } = openRepository(t);
+    const known = peer();
+    repository.upsertMany([known]);
+    const batch = [met(), { ...known, seenAt: new Date(Date.UTC(2026, 1, 1)) }, ...Array.from({ length: 10 }, () => peer())];
+    const result = repository.upsertMany(batch, { maxNewHearsay: 3 });
+    assert.deepEqual([result.inserted.length, result.updated, result.refused], [4, 1, 7]);
+    assert.equal(repository.count(), 5);
+  });
+
+  it('evicts hearsay before any verified peer, and caps hearsay on its own', (t) => {
+    const { database } = openRepository(t);
+    const repository = new KnownPeersRepository(database.db, 10, 4);
+    // Five verified peers, all older than any hearsay.
+    const friends = Array.from({ length: 5 }, (_, i) => met({ seenAt: new Date(Date.UTC(2025, 0, 1, i)) }));
+    repository.upsertMany(friends);
+    const flood = Array.from({ length: 40 }, (_, i) => peer({ seenAt: new Date(Date.UTC(2026, 0, 1, 0, i)) }));
+    for (let i = 0; i < flood.length; i += 8) repository.upsertMany(flood.slice(i, i + 8));
+    for (const friend of friends) assert.ok(repository.get(peerIdOf(friend.publicKey)), 'no verified peer was pushed out');
+    assert.deepEqual([repository.count({ verified: true }), repository.count({ verified: false })], [5, 4]);
+    assert.ok(flood.slice(-4).every((p) => repository.get(peerIdOf(p.publicKey))), 'the newest hearsay stays');
+    // Past the whole cap, hearsay still goes first: 7 more verified peers leave only verified rows.
+    repository.upsertMany(Array.from({ length: 7 }, (_, i) => met({ seenAt: new Date(Date.UTC(2024, 0, 1, i)) })));
+    assert.deepEqual([repository.count(), repository.count({ verified: false })], [10, 0]);
+    assert.equal(
+      (database.sqlite.prepare('select count(*) as n from known_peers').get() as { n: number }).n,
+      repository.count(),
+      'the counter is what the file holds',
+    );
   });
 
   it('survives reopening the database (WAL checkpointed on close)', (t) => {

@@ -152,8 +152,8 @@ function runPeers(values: FlagValues): void {
   }
   const database = openDatabase(file, { readonly: true });
   try {
-    const repository = new KnownPeersRepository(database.db, config.peer_discovery.max_known_peers);
-    const peers = repository.recent(limit);
+    const repository = new KnownPeersRepository(database.db, config.peer_discovery.max_known_peers, config.peer_discovery.max_unverified_peers);
+    const peers = repository.latest(limit);
     const total = repository.count();
     if (values.json === true) {
       console.log(

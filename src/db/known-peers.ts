@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { and, asc, count, eq, gt, inArray, sql } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, inArray, sql } from 'drizzle-orm';
 import type { Db } from './client.ts';
 import { RecentWindow } from './recent-window.ts';
 import { knownPeers, topics } from './schema.ts';
@@ -17,10 +17,13 @@ export interface KnownPeerRecord {
   readonly isRelay: boolean;
   readonly topic: string;
   readonly source: KnownPeerSource;
+  /** Proven: we exchanged with it, or found its signed metadata in the DHT. False = hearsay. */
+  readonly verified: boolean;
   readonly firstSeen: Date;
   readonly lastSeen: Date;
 }
 
+/** `identity_exchange` (the peer itself, over a connection TLS proved) verifies; `peer_exchange` is hearsay. */
 export interface KnownPeerInput {
   readonly publicKey: Uint8Array;
   readonly dhtNodeId: string | null;
@@ -31,9 +34,18 @@ export interface KnownPeerInput {
   readonly seenAt?: Date;
 }
 
+export interface UpsertOptions {
+  /** New hearsay rows this batch may insert at most (the source's allowance); the rest are refused. */
+  readonly maxNewHearsay?: number;
+}
+
 export interface UpsertResult {
   /** Peers that were not known before this call. */
   readonly inserted: KnownPeerRecord[];
+  /** Hearsay peers known before that this batch verified (the peer itself exchanged with us). */
+  readonly verified: KnownPeerRecord[];
+  /** New hearsay not inserted: past `maxNewHearsay`. */
+  readonly refused: number;
   /** Known peers whose last_seen (and, from the peer itself, dht_node_id / is_relay) were updated. */
   readonly updated: number;
   /** Refused: a different public key whose peer id shares an existing row's 64-bit key. */
@@ -45,6 +57,7 @@ export interface UpsertResult {
 export interface KnownPeerFilter {
   readonly isRelay?: boolean | undefined;
   readonly topic?: string | undefined;
+  readonly verified?: boolean | undefined;
 }
 
 export interface KnownPeerPage {
@@ -64,7 +77,7 @@ interface PlannedRow {
 
 function sameRow(a: KnownPeerRow, b: KnownPeerRow): boolean {
   const sameNodeId = a.dhtNodeId === null || b.dhtNodeId === null ? a.dhtNodeId === b.dhtNodeId : a.dhtNodeId.equals(b.dhtNodeId);
-  return a.lastSeen === b.lastSeen && a.isRelay === b.isRelay && sameNodeId;
+  return a.lastSeen === b.lastSeen && a.isRelay === b.isRelay && a.verified === b.verified && sameNodeId;
 }
 
 const TOP_BIT = 1n << 63n;
@@ -87,11 +100,18 @@ const RECENT_WINDOW_ROWS = 128;
  * moves forward, plus dht_node_id and is_relay when the peer itself told us (identity exchange).
  * first_seen, source and topic are never rewritten. The table is capped: past `maxKnownPeers` the
  * oldest last_seen go first.
+ *
+ * What other peers tell us is hearsay (`verified` false) until the peer proves itself (an exchange
+ * with it, or its signed metadata found in the DHT: `markVerified`). Hearsay is never shared
+ * (`recent` returns verified peers only), is capped at `maxHearsay` rows, and is evicted before
+ * any verified peer, so a flood of invented peers can never push out peers we know.
  */
 export class KnownPeersRepository {
   private readonly topicIds = new Map<string, number>();
   private readonly topicNames = new Map<number, string>();
   private rowCount: number;
+  private hearsayCount: number;
+  /** The most recent verified rows (what exchanges share). */
   private readonly window = new RecentWindow<KnownPeerRecord>(RECENT_WINDOW_ROWS);
 
   private readonly selectKey;
@@ -102,9 +122,11 @@ export class KnownPeersRepository {
   constructor(
     private readonly db: Db,
     private readonly maxKnownPeers: number,
+    private readonly maxHearsay: number = maxKnownPeers,
   ) {
     for (const row of db.select().from(topics).all()) this.rememberTopic(row.id, row.name);
     this.rowCount = db.select({ n: count() }).from(knownPeers).get()?.n ?? 0;
+    this.hearsayCount = db.select({ n: count() }).from(knownPeers).where(eq(knownPeers.verified, false)).get()?.n ?? 0;
 
     const p = (name: string) => sql.placeholder(name);
     this.selectKey = db
@@ -121,15 +143,21 @@ export class KnownPeersRepository {
         isRelay: p('isRelay'),
         topicId: p('topicId'),
         source: p('source'),
+        verified: p('verified'),
         firstSeen: p('firstSeen'),
         lastSeen: p('lastSeen'),
       })
       .prepare();
-    // Writes the state a batch planned (last_seen already the max, dht_node_id and is_relay
-    // already what the seed allows to change).
+    // Writes the state a batch planned (last_seen already the max, dht_node_id, is_relay and
+    // verified already what the seed and the hearsay rules allow to change).
     this.updateRow = db
       .update(knownPeers)
-      .set({ lastSeen: sql`${p('lastSeen')}`, dhtNodeId: sql`${p('dhtNodeId')}`, isRelay: sql`${p('isRelay')}` })
+      .set({
+        lastSeen: sql`${p('lastSeen')}`,
+        dhtNodeId: sql`${p('dhtNodeId')}`,
+        isRelay: sql`${p('isRelay')}`,
+        verified: sql`${p('verified')}`,
+      })
       .where(eq(knownPeers.key, p('key')))
       .prepare();
     // Every exchange reads this: prepared once rather than built and compiled per call. last_seen
@@ -138,6 +166,7 @@ export class KnownPeersRepository {
     this.selectRecent = db
       .select()
       .from(knownPeers)
+      .where(eq(knownPeers.verified, true))
       .orderBy(sql`${knownPeers.lastSeen} desc`, sql`random()`)
       .limit(p('limit'))
       .prepare();
@@ -151,18 +180,22 @@ export class KnownPeersRepository {
    * this node is its file's only writer (node.lock) and nothing runs between the reads and the
    * writes (all synchronous).
    */
-  upsertMany(inputs: readonly KnownPeerInput[]): UpsertResult {
+  upsertMany(inputs: readonly KnownPeerInput[], options: UpsertOptions = {}): UpsertResult {
     // By row key, not peer id: two keys in one batch that share a row key meet here as a
     // collision, as they would in the table (the second would otherwise fail the whole batch).
     const planned = new Map<bigint, PlannedRow>();
     const inserted: KnownPeerRecord[] = [];
     let updated = 0;
     let collisions = 0;
+    let refused = 0;
+    let newHearsay = 0;
+    const maxNewHearsay = options.maxNewHearsay ?? Number.POSITIVE_INFINITY;
     for (const input of inputs) {
       const peerId = derivePeerId(input.publicKey);
       const key = peerKeyOf(peerId);
       const seen = toSeconds(input.seenAt ?? new Date());
       const dhtNodeId = input.dhtNodeId === null ? null : Buffer.from(input.dhtNodeId, 'hex');
+      const fromPeer = input.source === 'identity_exchange';
       // A peer twice in one batch: the second sees what the first will have written.
       let plan = planned.get(key);
       if (plan === undefined) {
@@ -173,6 +206,11 @@ export class KnownPeersRepository {
         }
       }
       if (plan === undefined) {
+        if (!fromPeer && newHearsay >= maxNewHearsay) {
+          refused += 1;
+          continue;
+        }
+        if (!fromPeer) newHearsay += 1;
         const row: KnownPeerRow = {
           key,
           publicKey: Buffer.from(input.publicKey),
@@ -180,6 +218,7 @@ export class KnownPeersRepository {
           isRelay: input.isRelay,
           topicId: this.topicIdFor(input.topic),
           source: SOURCE_CODES[input.source],
+          verified: fromPeer,
           firstSeen: seen,
           lastSeen: seen,
         };
@@ -188,12 +227,12 @@ export class KnownPeersRepository {
       } else if (!Buffer.from(plan.row.publicKey).equals(input.publicKey)) {
         collisions += 1;
       } else {
-        const fromPeer = input.source === 'identity_exchange';
         const next: KnownPeerRow = {
           ...plan.row,
           lastSeen: Math.max(plan.row.lastSeen, seen),
           dhtNodeId: fromPeer ? (dhtNodeId ?? plan.row.dhtNodeId) : plan.row.dhtNodeId,
           isRelay: fromPeer ? input.isRelay : plan.row.isRelay,
+          verified: plan.row.verified || fromPeer,
         };
         if (sameRow(next, plan.row)) continue;
         plan.row = next;
@@ -201,24 +240,55 @@ export class KnownPeersRepository {
       }
     }
     const writes = [...planned.values()].filter((plan) => plan.original === undefined || !sameRow(plan.row, plan.original));
-    if (writes.length === 0) return { inserted, updated, collisions, evicted: 0 };
+    const verified = writes.filter((plan) => plan.original && !plan.original.verified && plan.row.verified).map((plan) => this.toRecord(plan.row, plan.peerId));
+    if (writes.length === 0) return { inserted, verified, refused, updated, collisions, evicted: 0 };
+    const newRows = writes.filter((plan) => plan.original === undefined);
+    // What the table will hold once the writes are in (counted here, applied only on commit).
+    const rows = this.rowCount + newRows.length;
+    const hearsay = this.hearsayCount + newRows.filter((plan) => !plan.row.verified).length - verified.length;
     const evicted = this.db.transaction(() => {
       for (const plan of writes) this.write(plan);
-      return this.evictOverflow();
+      return this.evictOverflow(rows, hearsay);
     });
-    // Only once committed: a failed transaction leaves the window as the table is.
-    for (const plan of writes) this.window.put(plan.peerId, this.toRecord(plan.row, plan.peerId));
-    if (evicted.length > 0) this.window.remove(evicted);
-    return { inserted, updated, collisions, evicted: evicted.length };
+    // Only once committed: a failed transaction leaves the counts and the window as the table is.
+    this.rowCount = rows - evicted.length;
+    this.hearsayCount = hearsay - evicted.filter((e) => !e.verified).length;
+    for (const plan of writes) if (plan.row.verified) this.window.put(plan.peerId, this.toRecord(plan.row, plan.peerId));
+    if (evicted.length > 0) this.window.remove(evicted.map((e) => e.peerId));
+    return { inserted, verified, refused, updated, collisions, evicted: evicted.length };
   }
 
   private write({ key, original, row }: PlannedRow): void {
-    if (original === undefined) {
-      this.insertRow.run({ ...row, key, isRelay: row.isRelay ? 1 : 0 });
-      this.rowCount += 1;
-    } else {
-      this.updateRow.run({ key, lastSeen: row.lastSeen, dhtNodeId: row.dhtNodeId, isRelay: row.isRelay ? 1 : 0 });
-    }
+    const flags = { isRelay: row.isRelay ? 1 : 0, verified: row.verified ? 1 : 0 };
+    if (original === undefined) this.insertRow.run({ ...row, key, ...flags });
+    else this.updateRow.run({ key, lastSeen: row.lastSeen, dhtNodeId: row.dhtNodeId, ...flags });
+  }
+
+  /**
+   * The peer proved itself (its signed metadata was found in the DHT): its row stops being
+   * hearsay; its relay flag becomes what that metadata says. Undefined when the peer is unknown.
+   */
+  markVerified(peerId: string, isRelay: boolean): KnownPeerRecord | undefined {
+    const key = peerKeyOf(peerId);
+    const row = this.selectKey.get({ key });
+    if (row === undefined || derivePeerId(row.publicKey) !== peerId) return undefined;
+    const next: KnownPeerRow = { ...row, isRelay, verified: true };
+    if (sameRow(next, row)) return this.toRecord(row, peerId);
+    this.write({ key, peerId, original: row, row: next });
+    if (!row.verified) this.hearsayCount -= 1;
+    const record = this.toRecord(next, peerId);
+    this.window.put(peerId, record);
+    return record;
+  }
+
+  /** The most recently seen rows, verified or not (`hearsayOnly`: what to verify after a restart). */
+  latest(limit: number, options: { hearsayOnly?: boolean } = {}): KnownPeerRecord[] {
+    const query = this.db.select().from(knownPeers);
+    return (options.hearsayOnly ? query.where(eq(knownPeers.verified, false)) : query)
+      .orderBy(desc(knownPeers.lastSeen), asc(knownPeers.key))
+      .limit(limit)
+      .all()
+      .map((row) => this.toRecord(row));
   }
 
   get(peerId: string): KnownPeerRecord | undefined {
@@ -255,17 +325,23 @@ export class KnownPeersRepository {
   }
 
   count(filter: KnownPeerFilter = {}): number {
-    if (filter.isRelay === undefined && filter.topic === undefined) return this.rowCount;
+    if (filter.isRelay === undefined && filter.topic === undefined) {
+      if (filter.verified === undefined) return this.rowCount;
+      return filter.verified ? this.rowCount - this.hearsayCount : this.hearsayCount;
+    }
     const conditions = this.filterConditions(filter);
     if (conditions === undefined) return 0;
     return this.db.select({ n: count() }).from(knownPeers).where(and(...conditions)).get()?.n ?? 0;
   }
 
-  /** Most recently seen first (ties in random order), excluding some peers (what an exchange shares). */
+  /**
+   * Verified peers, most recently seen first (ties in random order), excluding some peers: what an
+   * exchange shares, and what discovery retries. Hearsay is never among them.
+   */
   recent(limit: number, excludePeerIds: readonly string[] = []): KnownPeerRecord[] {
     const exclude = new Set(excludePeerIds);
     if (this.window.needsReload) this.loadWindow();
-    const fromWindow = this.window.recent(limit, exclude, this.rowCount);
+    const fromWindow = this.window.recent(limit, exclude, this.rowCount - this.hearsayCount);
     if (fromWindow !== undefined) return fromWindow;
     const rows = this.selectRecent.all({ limit: limit + exclude.size });
     return rows
@@ -280,31 +356,38 @@ export class KnownPeersRepository {
   }
 
   /**
-   * Deletes the oldest rows past the cap; returns their peer ids. Keys are derived from the stored
-   * keys again: SQLite hands 64-bit integers to JavaScript as lossy numbers.
+   * Deletes rows past the caps, given what the table holds with this batch's writes: hearsay past
+   * `maxHearsay` (oldest first), then rows past `maxKnownPeers`, hearsay before any verified peer
+   * and the oldest last_seen first within each. Keys are derived from the stored keys again:
+   * SQLite hands 64-bit integers to JavaScript as lossy numbers.
    */
-  private evictOverflow(): string[] {
-    const overflow = this.rowCount - this.maxKnownPeers;
-    if (overflow <= 0) return [];
-    const oldest = this.db
-      .select({ publicKey: knownPeers.publicKey })
-      .from(knownPeers)
-      .orderBy(asc(knownPeers.lastSeen), asc(knownPeers.key))
-      .limit(overflow)
-      .all()
-      .map((row) => derivePeerId(row.publicKey));
-    let deleted = 0;
-    for (let i = 0; i < oldest.length; i += SELECT_CHUNK) {
-      const keys = oldest.slice(i, i + SELECT_CHUNK).map(peerKeyOf);
-      deleted += this.db.delete(knownPeers).where(inArray(knownPeers.key, keys)).run().changes;
+  private evictOverflow(rows: number, hearsay: number): Array<{ peerId: string; verified: boolean }> {
+    const victims: Array<{ peerId: string; verified: boolean }> = [];
+    const pick = (limit: number, hearsayOnly: boolean) => {
+      if (limit <= 0) return;
+      const query = this.db.select({ publicKey: knownPeers.publicKey, verified: knownPeers.verified }).from(knownPeers);
+      const chosen = (hearsayOnly ? query.where(eq(knownPeers.verified, false)) : query)
+        .orderBy(asc(knownPeers.verified), asc(knownPeers.lastSeen), asc(knownPeers.key))
+        .limit(limit)
+        .all();
+      for (const row of chosen) victims.push({ peerId: derivePeerId(row.publicKey), verified: row.verified });
+      this.deleteRows(victims.slice(-chosen.length).map((v) => v.peerId));
+    };
+    pick(hearsay - this.maxHearsay, true);
+    pick(rows - victims.length - this.maxKnownPeers, false);
+    return victims;
+  }
+
+  private deleteRows(peerIds: readonly string[]): void {
+    for (let i = 0; i < peerIds.length; i += SELECT_CHUNK) {
+      this.db.delete(knownPeers).where(inArray(knownPeers.key, peerIds.slice(i, i + SELECT_CHUNK).map(peerKeyOf))).run();
     }
-    this.rowCount -= deleted;
-    return oldest;
   }
 
   private filterConditions(filter: KnownPeerFilter) {
     const conditions = [];
     if (filter.isRelay !== undefined) conditions.push(eq(knownPeers.isRelay, filter.isRelay));
+    if (filter.verified !== undefined) conditions.push(eq(knownPeers.verified, filter.verified));
     if (filter.topic !== undefined) {
       const topicId = this.topicIds.get(filter.topic);
       if (topicId === undefined) return undefined;
@@ -335,6 +418,7 @@ export class KnownPeersRepository {
       isRelay: row.isRelay,
       topic: this.topicNames.get(row.topicId) ?? '',
       source: SOURCE_NAMES[row.source] ?? 'peer_exchange',
+      verified: row.verified,
       firstSeen: new Date(row.firstSeen * 1000),
       lastSeen: new Date(row.lastSeen * 1000),
     };

@@ -29,6 +29,12 @@ export const knownPeers = sqliteTable('known_peers', {
     .references(() => topics.id),
   /** 0 = identity_exchange (the peer itself), 1 = peer_exchange (told by another peer). */
   source: integer('source').notNull(),
+  /**
+   * 1 once the peer proved itself: we completed an exchange with it (TLS proved its key), or found
+   * its signed metadata in the DHT. 0 = hearsay: learned from another peer only, never shared
+   * onward, never a relay candidate, evicted first. (0 and 1 cost no payload byte in SQLite.)
+   */
+  verified: integer('verified', { mode: 'boolean' }).notNull().default(false),
   /** Unix seconds. */
   firstSeen: integer('first_seen').notNull(),
   /** Unix seconds. */

@@ -24,6 +24,7 @@ import { type NodeIdentity, loadOrCreateIdentity } from './identity/key-store.ts
 import { type Logger, createLogger } from './logger.ts';
 import { MetadataFetcher } from './metadata/metadata-fetcher.ts';
 import { type MetadataContent, MetadataPublisher } from './metadata/metadata-publisher.ts';
+import { HearsayVerifier } from './peers/hearsay-verifier.ts';
 import { KnownPeersService } from './peers/known-peers-service.ts';
 import { lockDataDir } from './storage/data-dir-lock.ts';
 import { NODE_VERSION } from './version.ts';
@@ -72,6 +73,7 @@ export class RemoteNode {
   readonly relayedTransport: RelayedTransport;
   readonly relayClient: RelayClient;
   readonly holePuncher: HolePuncher;
+  readonly hearsay: HearsayVerifier;
 
   private readonly specificHost: string | null;
   private readonly components: Component[];
@@ -90,7 +92,7 @@ export class RemoteNode {
     );
     this.nodeState = new NodeStateRepository(database.db);
     this.knownPeers = new KnownPeersService(
-      new KnownPeersRepository(database.db, config.peer_discovery.max_known_peers),
+      new KnownPeersRepository(database.db, config.peer_discovery.max_known_peers, config.peer_discovery.max_unverified_peers),
       this.bus,
       identity.publicKey,
     );
@@ -219,6 +221,13 @@ export class RemoteNode {
       logger,
       ownAddresses: () => [...this.reachability.observed.addresses(), ...this.listenAddresses()],
     });
+    this.hearsay = new HearsayVerifier({
+      knownPeers: this.knownPeers,
+      fetcher: this.metadataFetcher,
+      bus: this.bus,
+      logger,
+      disconnect: (peerId, reason) => this.connections.disconnect(peerId, reason),
+    });
     this.bus.on('nat.reachability.changed', () => void this.reachabilityChanged());
     // A public node that listens on every interface learns the address to publish from its peers.
     this.bus.on('peer.exchanged', () => {
@@ -247,6 +256,7 @@ export class RemoteNode {
       this.topicDiscovery,
       this.metadataPublisher,
       relayClientComponent,
+      this.hearsay,
       this.discovery,
     ];
   }

@@ -120,6 +120,11 @@ const PeerDiscovered = builder.objectRef<Discovered>('PeerDiscovered').implement
     topic: t.string({ resolve: (e) => e.payload.topic }),
     isRelay: t.boolean({ resolve: (e) => e.payload.isRelay }),
     source: t.field({ type: KnownPeerSource, resolve: (e) => e.payload.source }),
+    verified: t.boolean({
+      description: 'False for hearsay: told by another peer, not proven yet (neither shared nor dialled until it is).',
+      resolve: (e) => e.payload.verified,
+    }),
+    via: t.id({ nullable: true, description: 'The peer that told us of it (hearsay only).', resolve: (e) => e.payload.via }),
     at: t.field({ type: 'DateTime', resolve: (e) => e.at }),
   }),
 });

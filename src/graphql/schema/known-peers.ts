@@ -27,6 +27,11 @@ KnownPeer.implement({
     isRelay: t.boolean({ resolve: (p) => p.isRelay }),
     topic: t.string({ resolve: (p) => p.topic }),
     source: t.field({ type: KnownPeerSource, description: 'How we first learned of it.', resolve: (p) => p.source }),
+    verified: t.boolean({
+      description:
+        'True once the peer proved itself (we exchanged with it, or found its signed metadata in the DHT). False: hearsay from another peer, never shared onward, never a relay candidate, evicted first.',
+      resolve: (p) => p.verified,
+    }),
     firstSeen: t.field({ type: 'DateTime', resolve: (p) => p.firstSeen }),
     lastSeen: t.field({ type: 'DateTime', resolve: (p) => p.lastSeen }),
   }),
@@ -62,6 +67,7 @@ builder.queryField('knownPeers', (t) =>
       args: {
         isRelay: t.arg.boolean({ required: false }),
         topic: t.arg.string({ required: false }),
+        verified: t.arg.boolean({ required: false, description: 'Only verified peers (true) or only hearsay (false).' }),
       },
       resolve: (_root, args, ctx) => {
         if (args.last != null || args.before != null) {
@@ -72,7 +78,7 @@ builder.queryField('knownPeers', (t) =>
           throw userInputError(`first must be between 0 and ${MAX_PAGE_SIZE}`, { argument: 'first' });
         }
         const after = args.after == null ? undefined : decodeCursor(args.after);
-        const filter = { isRelay: args.isRelay ?? undefined, topic: args.topic ?? undefined };
+        const filter = { isRelay: args.isRelay ?? undefined, topic: args.topic ?? undefined, verified: args.verified ?? undefined };
         const repository = ctx.node.knownPeers.repository;
         const page = repository.page(filter, first, after);
         const loader = KnownPeer.getDataloader(ctx);

@@ -159,7 +159,13 @@ export const CONFIG_SPEC = {
       integer(10, 1_000_000),
       '10000',
       'an integer from 10 to 1000000',
-      'Cap of the known_peers table; the oldest last_seen goes first.',
+      'Cap of the known_peers table; unverified peers go first, then the oldest last_seen.',
+    ),
+    max_unverified_peers: setting(
+      integer(0, 1_000_000),
+      '1000',
+      'an integer from 0 to 1000000',
+      'Peers heard of from other peers but not verified yet (no exchange with them, no signed metadata found) kept at most; the oldest go first.',
     ),
     target_connections: setting(
       integer(1, 10_000),

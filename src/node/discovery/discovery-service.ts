@@ -96,7 +96,7 @@ export class DiscoveryService {
   private reexchangeTimer: NodeJS.Timeout | undefined;
   private reexchangeInFlight = false;
   private timer: NodeJS.Timeout | undefined;
-  /** Peers whose exchanges taught us something not passed on yet (they need not hear it back). */
+  /** Peers that taught us something shareable not passed on yet (they need not hear it back). */
   private readonly newsSources = new Set<string>();
   private newsTimer: NodeJS.Timeout | undefined;
   private newsInFlight = false;
@@ -111,14 +111,16 @@ export class DiscoveryService {
     this.running = true;
     const { bus } = this.options;
     this.unsubscribe.push(
+      // Hearsay is neither dialled nor news: only a peer that proved itself (an exchange with it,
+      // or its signed metadata in the DHT) is worth a dial and worth telling others about.
       bus.on('peer.discovered', (e) => {
         this.learned();
-        this.enqueue({ kind: 'peer', peerId: e.payload.peerId });
+        if (e.payload.verified) this.news(e.payload.peerId);
       }),
-      bus.on('peer.exchanged', (e) => {
-        if (e.payload.peersDiscovered === 0) return;
-        this.newsSources.add(e.payload.peerId);
-        this.scheduleNews();
+      bus.on('peer.verified', (e) => {
+        this.learned();
+        if (e.payload.by === 'dht') this.enqueue({ kind: 'peer', peerId: e.payload.peerId });
+        this.news(e.payload.via ?? e.payload.peerId);
       }),
       bus.on('dht.topic.peer', (e) => {
         const address = parseHostPort(e.payload.address);
@@ -205,6 +207,12 @@ export class DiscoveryService {
     // What it taught has already reset the gap (peer.discovered); nothing new widens it.
     if (!taught) this.reexchangeGapMs = Math.min(this.reexchangeGapMs * 2, this.options.intervalMs * MAX_REEXCHANGE_GAP_ROUNDS);
     this.scheduleReexchange();
+  }
+
+  /** Something shareable was learned; `source` knows it already and need not hear it back. */
+  private news(source: string): void {
+    this.newsSources.add(source);
+    this.scheduleNews();
   }
 
   private scheduleNews(): void {

@@ -12,7 +12,15 @@ export interface NodeEventMap {
   'node.started': { peerId: string; apiUrl: string | null };
   'node.stopping': { peerId: string; reason: string };
 
-  'peer.discovered': { peerId: string; topic: string; isRelay: boolean; source: KnownPeerSource };
+  /**
+   * A peer became known. `verified` false: hearsay (`via` told us of it), neither shared nor
+   * dialled until it proves itself (`peer.verified`).
+   */
+  'peer.discovered': { peerId: string; topic: string; isRelay: boolean; source: KnownPeerSource; verified: boolean; via: string | null };
+  /** Hearsay proved itself: an exchange with the peer, or its signed metadata found in the DHT. */
+  'peer.verified': { peerId: string; isRelay: boolean; by: 'exchange' | 'dht'; via: string | null };
+  /** What a peer tells us about others is believed less (or again): its entries kept failing verification. */
+  'peer.trust.changed': { peerId: string; level: 'trusted' | 'rate_limited' | 'distrusted'; verified: number; unverifiable: number };
   'peer.evicted': { count: number; reason: 'max_known_peers' };
 
   'connection.state.changed': {
@@ -36,6 +44,8 @@ export interface NodeEventMap {
     peersReceived: number;
     peersDiscovered: number;
     peersDropped: number;
+    /** New peers not taken: past the sender's hearsay allowance. */
+    peersRefused: number;
   };
 
   'dht.metadata.published': { sequence: number; nodesAccepted: number };
@@ -71,6 +81,8 @@ export const NODE_EVENT_TYPES = [
   'node.started',
   'node.stopping',
   'peer.discovered',
+  'peer.verified',
+  'peer.trust.changed',
   'peer.evicted',
   'connection.state.changed',
   'connection.rejected',

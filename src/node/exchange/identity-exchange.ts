@@ -28,8 +28,10 @@ export interface ExchangeResult {
   readonly peersReceived: number;
   /** Entries dropped as invalid (bad format, or peer_id ≠ SHA1(public_key)). */
   readonly peersDropped: number;
-  /** Peers that were new to us. */
+  /** Peers that were new to us (hearsay until verified). */
   readonly peersDiscovered: number;
+  /** New peers not taken: past the sender's hearsay allowance (PeerTrust). */
+  readonly peersRefused: number;
 }
 
 /** What this node says about itself; read at each exchange (ports and ids may change). */
@@ -51,8 +53,9 @@ export interface IdentityExchangerOptions {
 
 /**
  * The seed's two-phase exchange, run once on every new connection over one stream the dialer
- * opens: both sides send their identity, then up to `maxPeersToShare` known peers (most recently
- * seen first, neither party included, nor any peer already named on this connection). Each side
+ * opens: both sides send their identity, then up to `maxPeersToShare` verified known peers (most
+ * recently seen first, neither party included, nor any peer already named on this connection;
+ * hearsay is never passed on). What the peer lists is hearsay to us, within its allowance. Each side
  * writes both phases and its end of the stream in one go (the order on the stream is the seed's),
  * so an exchange costs one round trip. No DHT lookup happens here: the exchange is local work only.
  */
@@ -194,8 +197,14 @@ export class IdentityExchanger {
         source: 'peer_exchange',
       });
     }
-    const result = this.options.knownPeers.record(inputs);
-    return { remote, peersReceived: entries.length, peersDropped: dropped, peersDiscovered: result.inserted.length };
+    const result = this.options.knownPeers.record(inputs, connection.remotePeerId);
+    return {
+      remote,
+      peersReceived: entries.length,
+      peersDropped: dropped,
+      peersDiscovered: result.inserted.length,
+      peersRefused: result.refused,
+    };
   }
 }
 

@@ -360,6 +360,7 @@ export class ConnectionManager {
       peersReceived: result.peersReceived,
       peersDiscovered: result.peersDiscovered,
       peersDropped: result.peersDropped,
+      peersRefused: result.peersRefused,
     });
   }
 

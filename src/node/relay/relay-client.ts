@@ -79,7 +79,12 @@ export class RelayClient {
     this.running = true;
     // A newly known relay ends a wait for one.
     this.offs.push(
+      // Relay candidates are verified peers only: a claimed relay heard from another peer waits
+      // for its proof (a flood of invented "relays" must not decide where we register).
       this.options.bus.on('peer.discovered', (e) => {
+        if (e.payload.isRelay && e.payload.verified) this.wake?.();
+      }),
+      this.options.bus.on('peer.verified', (e) => {
         if (e.payload.isRelay) this.wake?.();
       }),
     );
@@ -99,7 +104,7 @@ export class RelayClient {
   async select(relayPeerId: string): Promise<RelaySession> {
     if (!this.running) throw new RelayUnavailableError('this node does not use a relay (it is not private)');
     const peer = this.options.knownPeers.get(relayPeerId);
-    if (!peer?.isRelay) throw new RelayUnavailableError(`peer ${relayPeerId} is not a known relay`);
+    if (!peer?.isRelay || !peer.verified) throw new RelayUnavailableError(`peer ${relayPeerId} is not a known (verified) relay`);
     this.preferred = relayPeerId;
     this.failed.delete(relayPeerId);
     if (this.active?.relayPeerId === relayPeerId) return this.active;
@@ -157,7 +162,7 @@ export class RelayClient {
   private async choose(): Promise<ConnectionInfo> {
     const now = Date.now();
     const relays = this.options.knownPeers
-      .page({ isRelay: true }, 100)
+      .page({ isRelay: true, verified: true }, 100)
       .rows.map((r) => r.peerId)
       .filter((id) => id !== this.options.ownPeerId);
     const usable = relays.filter((id) => (this.failed.get(id) ?? 0) <= now);

@@ -202,20 +202,23 @@ export class KnownPeersRepository {
     }
     const writes = [...planned.values()].filter((plan) => plan.original === undefined || !sameRow(plan.row, plan.original));
     if (writes.length === 0) return { inserted, updated, collisions, evicted: 0 };
+    const newRows = writes.filter((plan) => plan.original === undefined).length;
     const evicted = this.db.transaction(() => {
       for (const plan of writes) this.write(plan);
-      return this.evictOverflow();
+      return this.evictOverflow(this.rowCount + newRows);
     });
-    // Only once committed: a failed transaction leaves the window as the table is.
+    // Only once committed: a transaction that failed (a full disk) leaves the counter and the
+    // window as the table is. A counter raised by rows that were rolled back made eviction
+    // delete real rows once writes worked again.
+    this.rowCount += newRows - evicted.deleted;
     for (const plan of writes) this.window.put(plan.peerId, this.toRecord(plan.row, plan.peerId));
-    if (evicted.length > 0) this.window.remove(evicted);
-    return { inserted, updated, collisions, evicted: evicted.length };
+    if (evicted.peerIds.length > 0) this.window.remove(evicted.peerIds);
+    return { inserted, updated, collisions, evicted: evicted.deleted };
   }
 
   private write({ key, original, row }: PlannedRow): void {
     if (original === undefined) {
       this.insertRow.run({ ...row, key, isRelay: row.isRelay ? 1 : 0 });
-      this.rowCount += 1;
     } else {
       this.updateRow.run({ key, lastSeen: row.lastSeen, dhtNodeId: row.dhtNodeId, isRelay: row.isRelay ? 1 : 0 });
     }
@@ -280,12 +283,13 @@ export class KnownPeersRepository {
   }
 
   /**
-   * Deletes the oldest rows past the cap; returns their peer ids. Keys are derived from the stored
+   * Deletes the oldest rows past the cap, given the rows the table holds inside the running
+   * transaction; returns their peer ids and how many rows went. Keys are derived from the stored
    * keys again: SQLite hands 64-bit integers to JavaScript as lossy numbers.
    */
-  private evictOverflow(): string[] {
-    const overflow = this.rowCount - this.maxKnownPeers;
-    if (overflow <= 0) return [];
+  private evictOverflow(rows: number): { peerIds: string[]; deleted: number } {
+    const overflow = rows - this.maxKnownPeers;
+    if (overflow <= 0) return { peerIds: [], deleted: 0 };
     const oldest = this.db
       .select({ publicKey: knownPeers.publicKey })
       .from(knownPeers)
@@ -298,8 +302,7 @@ export class KnownPeersRepository {
       const keys = oldest.slice(i, i + SELECT_CHUNK).map(peerKeyOf);
       deleted += this.db.delete(knownPeers).where(inArray(knownPeers.key, keys)).run().changes;
     }
-    this.rowCount -= deleted;
-    return oldest;
+    return { peerIds: oldest, deleted };
   }
 
   private filterConditions(filter: KnownPeerFilter) {

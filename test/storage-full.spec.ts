@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -11,6 +12,17 @@ import { fillDisk, freeDisk, mountTmpfs } from './helpers/tmpfs.ts';
 function rowsInFile(reader: Database.Database): Set<string> {
   const rows = reader.prepare('select public_key as k from known_peers').all() as Array<{ k: Buffer }>;
   return new Set(rows.map((row) => peerIdOf(row.k)));
+}
+
+/** File descriptors of this process open on something under `dir`. */
+function openHandles(dir: string): number {
+  return readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`).startsWith(`${dir}/`);
+    } catch {
+      return false;
+    }
+  }).length;
 }
 
 describe('known_peers on a full disk', () => {
@@ -55,5 +67,37 @@ describe('known_peers on a full disk', () => {
     assert.equal(repository.count(), after.size);
     assert.equal(repository.recent(1).length, 1);
     assert.ok(added.every((p) => repository.get(peerIdOf(p.publicKey)) !== undefined));
+  });
+});
+
+describe('the database file on a full disk', () => {
+  it('closes even when the WAL cannot be checkpointed, and the WAL keeps every committed row', (t) => {
+    const dir = mountTmpfs(t);
+    if (!dir) return;
+    const file = join(dir, DATABASE_FILE);
+    const database = openDatabase(file);
+    const repository = new KnownPeersRepository(database.db, 10_000);
+    const peers = Array.from({ length: 500 }, () => randomPeer());
+    for (let i = 0; i < peers.length; i += 50) repository.upsertMany(peers.slice(i, i + 50));
+    const ballast = fillDisk(dir);
+
+    // The checkpoint must grow the main file with the WAL's pages: no space for that.
+    assert.throws(() => database.close(), (error: Error & { code?: string }) => error.code === 'SQLITE_FULL');
+    assert.equal(database.sqlite.open, false, 'the file is closed all the same');
+    assert.equal(openHandles(dir), 0);
+    assert.doesNotThrow(() => database.close(), 'a second close is a no-op');
+
+    freeDisk(ballast);
+    const reopened = openDatabase(file);
+    t.after(() => reopened.close());
+    assert.equal(new KnownPeersRepository(reopened.db, 10_000).count(), peers.length, 'nothing committed was lost');
+  });
+
+  it('does not leave the file open when opening fails on a full disk', (t) => {
+    const dir = mountTmpfs(t);
+    if (!dir) return;
+    fillDisk(dir);
+    assert.throws(() => openDatabase(join(dir, DATABASE_FILE)), (error: Error & { code?: string }) => error.code === 'SQLITE_FULL');
+    assert.equal(openHandles(dir), 0, 'no descriptor left open on the data directory');
   });
 });

@@ -5,6 +5,11 @@ import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { DATABASE_FILE, openDatabase } from '../src/db/client.ts';
 import { KnownPeersRepository } from '../src/db/known-peers.ts';
+import { type Daemon, startDaemon } from '../src/daemon.ts';
+import type { RemoteNode } from '../src/node/node.ts';
+import { startTestNode, testConfig } from './helpers/daemon.ts';
+import { gql } from './helpers/graphql.ts';
+import { captureLogs } from './helpers/log-capture.ts';
 import { peerIdOf, randomPeer } from './helpers/peers.ts';
 import { fillDisk, freeDisk, mountTmpfs } from './helpers/tmpfs.ts';
 
@@ -99,5 +104,109 @@ describe('the database file on a full disk', () => {
     fillDisk(dir);
     assert.throws(() => openDatabase(join(dir, DATABASE_FILE)), (error: Error & { code?: string }) => error.code === 'SQLITE_FULL');
     assert.equal(openHandles(dir), 0, 'no descriptor left open on the data directory');
+  });
+});
+
+const HEALTH_QUERY = `{
+  knownPeers(first: 0) { totalCount }
+  node { health { status storage { status path writeFailures unstoredPeers lastFailure { code message operation at } failingSince recoveredAt } } }
+}`;
+
+interface HealthAnswer {
+  knownPeers: { totalCount: number };
+  node: {
+    health: {
+      status: string;
+      storage: {
+        status: string;
+        path: string;
+        writeFailures: number;
+        unstoredPeers: number;
+        lastFailure: { code: string; message: string; operation: string; at: string } | null;
+        failingSince: string | null;
+        recoveredAt: string | null;
+      };
+    };
+  };
+}
+
+/** A peer node (on an ordinary disk) that knows `count` random peers to hand out in exchanges. */
+async function peerWithPeers(t: { after(fn: () => unknown): void }, count: number): Promise<RemoteNode> {
+  const node = await startTestNode(t);
+  node.knownPeers.record(Array.from({ length: count }, () => randomPeer()));
+  return node;
+}
+
+describe('a node on a full disk', () => {
+  it('keeps exchanging over QUIC, counts what it could not store, logs once per kind, recovers, and deletes nothing', async (t) => {
+    const dir = mountTmpfs(t);
+    if (!dir) return;
+    const { logger, lines } = captureLogs();
+    // The node shares nothing itself, so each exchange is the peer's 50 newest peers it has not named yet.
+    const config = testConfig(join(dir, 'node'), { 'peer_discovery.max_known_peers': '1000', 'peer_discovery.max_known_peers_to_share': '0' });
+    const daemon: Daemon = await startDaemon(config, { logger });
+    let stopped = false;
+    t.after(() => (stopped ? undefined : daemon.stop('test finished').catch(() => {})));
+    const reader = new Database(join(dir, 'node', DATABASE_FILE), { readonly: true });
+    t.after(() => reader.close());
+    const [filler, refiller] = await Promise.all([peerWithPeers(t, 1000), peerWithPeers(t, 400)]);
+    // Only the test's own exchanges run (no pushes or pulls from discovery), so the count the API
+    // answers and the rows in the file can be compared between them.
+    for (const node of [daemon.node, filler, refiller]) node.discovery.stop();
+
+    const health = async () => {
+      const { data, errors } = await gql<HealthAnswer>(daemon.api.url, HEALTH_QUERY);
+      assert.equal(errors, undefined);
+      assert.ok(data);
+      assert.equal(data.knownPeers.totalCount, rowsInFile(reader).size, 'totalCount is the rows in the file');
+      return data.node.health;
+    };
+    const exchangeWith = async (peer: RemoteNode) => {
+      await daemon.node.connections.connect({ host: '127.0.0.1', port: peer.quicPort }, peer.peerId);
+      return daemon.node.connections.reexchange(peer.peerId);
+    };
+    const ok = await health();
+    assert.deepEqual([ok.status, ok.storage.status, ok.storage.writeFailures, ok.storage.lastFailure], ['OK', 'OK', 0, null]);
+
+    const ballast = fillDisk(dir, 200 * 1024);
+    let unstored = 0;
+    const FILL_ROUNDS = 19; // the filler names 50 new peers per exchange, 1000 in all
+    for (let round = 0; round < FILL_ROUNDS; round++) {
+      const result = await exchangeWith(filler);
+      unstored += result.peersNotStored;
+      await health();
+    }
+    const full = await health();
+    assert.equal(full.status, 'FAILING');
+    assert.equal(full.storage.status, 'FAILING');
+    assert.equal(full.storage.lastFailure?.code, 'SQLITE_FULL');
+    assert.equal(full.storage.lastFailure?.operation, 'known_peers');
+    assert.match(full.storage.lastFailure?.message ?? '', /disk is full/);
+    assert.ok(full.storage.writeFailures >= 5, `${full.storage.writeFailures} exchanges could not store their peers`);
+    assert.equal(full.storage.unstoredPeers, unstored, 'what could not be stored is counted');
+    assert.ok(full.storage.failingSince);
+    assert.equal(daemon.node.connections.byPeer(filler.peerId)?.state, 'IDLE', 'the connection lived through it');
+    const failureLines = lines.filter((l) => l.msg.startsWith('storage write failed'));
+    assert.deepEqual(
+      failureLines.map((l) => l.code),
+      [...new Set(failureLines.map((l) => l.code))],
+      'one log line per kind of failure, not one per exchange',
+    );
+    assert.ok(failureLines.some((l) => l.code === 'SQLITE_FULL' && String(l.msg).includes(full.storage.path)));
+    const beforeFreeing = rowsInFile(reader);
+
+    freeDisk(ballast);
+    for (let round = 0; round < 5; round++) await exchangeWith(refiller);
+    const recovered = await health();
+    assert.deepEqual([recovered.status, recovered.storage.status, recovered.storage.failingSince], ['OK', 'OK', null]);
+    assert.ok(recovered.storage.recoveredAt && recovered.storage.recoveredAt >= (full.storage.failingSince ?? ''));
+    assert.equal(recovered.storage.writeFailures, full.storage.writeFailures, 'no write failed after the space returned');
+    assert.equal(lines.filter((l) => l.msg === 'storage writes succeed again').length, 1);
+    const afterFreeing = rowsInFile(reader);
+    assert.deepEqual([...beforeFreeing].filter((peerId) => !afterFreeing.has(peerId)), [], 'no real row was deleted');
+    assert.ok(afterFreeing.size >= beforeFreeing.size + 200, `${afterFreeing.size - beforeFreeing.size} peers added after the space returned`);
+
+    await daemon.stop('test finished');
+    stopped = true;
   });
 });

@@ -25,6 +25,8 @@ import { type Logger, createLogger } from './logger.ts';
 import { MetadataFetcher } from './metadata/metadata-fetcher.ts';
 import { type MetadataContent, MetadataPublisher } from './metadata/metadata-publisher.ts';
 import { KnownPeersService } from './peers/known-peers-service.ts';
+import { NodeHealth } from './health/node-health.ts';
+import { StorageHealth } from './health/storage-health.ts';
 import { lockDataDir } from './storage/data-dir-lock.ts';
 import { NODE_VERSION } from './version.ts';
 
@@ -59,6 +61,7 @@ export class RemoteNode {
   readonly bus: EventBus<NodeEventMap>;
   readonly knownPeers: KnownPeersService;
   readonly nodeState: NodeStateRepository;
+  readonly health: NodeHealth;
   readonly startedAt = new Date();
   readonly dht: MainlineDht;
   readonly topicDiscovery: TopicDiscovery;
@@ -89,10 +92,13 @@ export class RemoteNode {
       logger.error({ err: error, event: type }, 'event listener failed'),
     );
     this.nodeState = new NodeStateRepository(database.db);
+    const storage = new StorageHealth({ path: database.file, bus: this.bus, logger });
+    this.health = new NodeHealth(storage);
     this.knownPeers = new KnownPeersService(
       new KnownPeersRepository(database.db, config.peer_discovery.max_known_peers),
       this.bus,
       identity.publicKey,
+      storage,
     );
 
     const specificHost = config.node.listen_host === '0.0.0.0' ? null : config.node.listen_host;
@@ -166,6 +172,7 @@ export class RemoteNode {
       cleanupIntervalMs: Math.min(60_000, Math.max(1_000, idleTimeoutMs / 4)),
       maxConnections: config.quic.max_connections,
       ownPeerId: identity.peerId,
+      storage,
     });
     this.discovery = new DiscoveryService({
       connections: this.connections,

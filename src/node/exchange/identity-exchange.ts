@@ -30,6 +30,8 @@ export interface ExchangeResult {
   readonly peersDropped: number;
   /** Peers that were new to us. */
   readonly peersDiscovered: number;
+  /** Entries (the peer's own included) that could not be stored: the storage failed (see node { health }). */
+  readonly peersNotStored: number;
 }
 
 /** What this node says about itself; read at each exchange (ports and ids may change). */
@@ -195,7 +197,13 @@ export class IdentityExchanger {
       });
     }
     const result = this.options.knownPeers.record(inputs);
-    return { remote, peersReceived: entries.length, peersDropped: dropped, peersDiscovered: result.inserted.length };
+    return {
+      remote,
+      peersReceived: entries.length,
+      peersDropped: dropped,
+      peersDiscovered: result.inserted.length,
+      peersNotStored: result.notStored,
+    };
   }
 }
 

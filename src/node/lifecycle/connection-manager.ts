@@ -3,6 +3,7 @@ import { RemoteNetworkError } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { ConnectionState, NodeEventMap } from '../events/types.ts';
 import { type ExchangeResult, type IdentityExchanger, formatAddress } from '../exchange/identity-exchange.ts';
+import type { StorageWriteReporter } from '../health/storage-health.ts';
 import type { Logger } from '../logger.ts';
 import { settleWithin } from '../util/time-bounds.ts';
 import type { Direction, PeerConnection, PeerStream, Transport } from '../quic/types.ts';
@@ -61,6 +62,8 @@ export interface ConnectionManagerOptions {
   readonly cleanupIntervalMs: number;
   readonly maxConnections: number;
   readonly ownPeerId: string;
+  /** Told about storage failures a stream handler meets (counted and logged there, once per kind). */
+  readonly storage?: StorageWriteReporter;
 }
 
 let pendingIds = 0;
@@ -331,7 +334,15 @@ export class ConnectionManager {
       this.reject(connection, error.message);
       return;
     }
-    if (!isProtocolError(error)) return;
+    if (!isProtocolError(error)) {
+      // Our side failed, not the peer. A storage failure goes to the storage health, which logs
+      // once per kind (a flood of streams on a full disk is one line); a typed error (a reset,
+      // a closed connection) is routine; anything else is a fault of ours and is said.
+      if (this.options.storage?.failed('stream_handler', error)) return;
+      if (error instanceof RemoteNetworkError) this.log.debug({ peerId: record.peerId, protocol, err: error }, 'stream failed');
+      else this.log.warn({ peerId: record.peerId, protocol, err: error }, 'stream handler failed');
+      return;
+    }
     this.log.debug({ peerId: record.peerId, protocol, err: error }, 'protocol error');
     // A stream that stays silent past the read deadline is reset, but it is not bad input: a
     // relay forwards other peers' circuits and a peer may be slow under load, and counting those

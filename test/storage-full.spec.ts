@@ -6,11 +6,14 @@ import Database from 'better-sqlite3';
 import { DATABASE_FILE, openDatabase } from '../src/db/client.ts';
 import { KnownPeersRepository } from '../src/db/known-peers.ts';
 import { type Daemon, startDaemon } from '../src/daemon.ts';
+import { createLogger } from '../src/node/logger.ts';
+import { SEQUENCE_STATE_KEY } from '../src/node/metadata/metadata-publisher.ts';
 import type { RemoteNode } from '../src/node/node.ts';
 import { startTestNode, testConfig } from './helpers/daemon.ts';
 import { gql } from './helpers/graphql.ts';
 import { captureLogs } from './helpers/log-capture.ts';
 import { peerIdOf, randomPeer } from './helpers/peers.ts';
+import { startPrivateDht } from './helpers/private-dht.ts';
 import { fillDisk, freeDisk, mountTmpfs } from './helpers/tmpfs.ts';
 
 /** Rows in the file, read by a connection of its own (what is on disk, not what the node believes). */
@@ -205,6 +208,52 @@ describe('a node on a full disk', () => {
     const afterFreeing = rowsInFile(reader);
     assert.deepEqual([...beforeFreeing].filter((peerId) => !afterFreeing.has(peerId)), [], 'no real row was deleted');
     assert.ok(afterFreeing.size >= beforeFreeing.size + 200, `${afterFreeing.size - beforeFreeing.size} peers added after the space returned`);
+
+    await daemon.stop('test finished');
+    stopped = true;
+  });
+});
+
+describe('BEP 44 sequence numbers on a full disk', () => {
+  it('never publishes new content under an old seq: a change waits for a stored seq, then goes out with a new one', async (t) => {
+    const dir = mountTmpfs(t);
+    if (!dir) return;
+    const dht = await startPrivateDht(3);
+    t.after(() => dht.stop());
+    const config = testConfig(join(dir, 'node'), { 'dht.bootstrap_nodes': dht.bootstrapSetting, 'node.node_type': 'public' });
+    const daemon = await startDaemon(config, { logger: createLogger('silent') });
+    let stopped = false;
+    t.after(() => (stopped ? undefined : daemon.stop('test finished').catch(() => {})));
+    const publisher = daemon.node.metadataPublisher;
+    const first = await daemon.node.bus.once('dht.metadata.published', (e) => e.payload.nodesAccepted > 0);
+    const seq = first.payload.sequence;
+    const reader = new Database(join(dir, 'node', DATABASE_FILE), { readonly: true });
+    t.after(() => reader.close());
+    const storedSeq = () =>
+      JSON.parse((reader.prepare('select value from node_state where key = ?').get(SEQUENCE_STATE_KEY) as { value: string }).value) as number;
+    assert.equal(storedSeq(), seq);
+
+    const ballast = fillDisk(dir);
+    assert.equal(await publisher.update({ capabilities: ['workflow'] }), null, 'the change cannot be published yet');
+    assert.equal(publisher.currentSequence, seq);
+    assert.deepEqual(publisher.current.capabilities, [], 'the published content stays what it was under that seq');
+    assert.equal(storedSeq(), seq);
+    const failing = await gql(daemon.api.url, '{ node { health { storage { status lastFailure { code operation } } } } }');
+    assert.deepEqual(failing.data?.node.health.storage, { status: 'FAILING', lastFailure: { code: 'SQLITE_FULL', operation: 'node_state' } });
+
+    const republished = await gql(daemon.api.url, 'mutation { republishMetadata { sequence nodesAccepted } }');
+    assert.equal(republished.errors, undefined, 'republishing what is stored still works');
+    assert.equal(republished.data?.republishMetadata.sequence, seq);
+    assert.equal((await dht.nodes[1]!.getMutable(daemon.node.identity.publicKey))?.seq, seq);
+
+    freeDisk(ballast);
+    const released = await gql(daemon.api.url, 'mutation { republishMetadata { sequence nodesAccepted } }');
+    assert.equal(released.data?.republishMetadata.sequence, seq + 1, 'the change goes out with a new seq');
+    assert.deepEqual(publisher.current.capabilities, ['workflow']);
+    assert.equal(storedSeq(), seq + 1, 'stored before it was used');
+    assert.equal((await dht.nodes[1]!.getMutable(daemon.node.identity.publicKey))?.seq, seq + 1);
+    const ok = await gql(daemon.api.url, '{ node { health { status } } }');
+    assert.equal(ok.data?.node.health.status, 'OK');
 
     await daemon.stop('test finished');
     stopped = true;

@@ -132,6 +132,7 @@ export class RemoteNode {
       // The seed: a NAT node publishes only once it has a relay session (and `auto` waits for its
       // reachability verdict: an unreachable address must never be published).
       held: config.node.node_type !== 'public',
+      storage,
     });
     this.metadataFetcher = new MetadataFetcher({
       dht: this.dht,

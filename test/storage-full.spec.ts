@@ -1,20 +1,25 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readlinkSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { DATABASE_FILE, openDatabase } from '../src/db/client.ts';
 import { KnownPeersRepository } from '../src/db/known-peers.ts';
+import { NodeStateRepository } from '../src/db/node-state.ts';
+import { EXIT_STORAGE } from '../src/cli/exit-codes.ts';
 import { type Daemon, startDaemon } from '../src/daemon.ts';
 import { createLogger } from '../src/node/logger.ts';
 import { SEQUENCE_STATE_KEY } from '../src/node/metadata/metadata-publisher.ts';
-import type { RemoteNode } from '../src/node/node.ts';
+import { RemoteNode } from '../src/node/node.ts';
+import { LOCK_FILE } from '../src/node/storage/data-dir-lock.ts';
 import { startTestNode, testConfig } from './helpers/daemon.ts';
 import { gql } from './helpers/graphql.ts';
 import { captureLogs } from './helpers/log-capture.ts';
 import { peerIdOf, randomPeer } from './helpers/peers.ts';
 import { startPrivateDht } from './helpers/private-dht.ts';
-import { fillDisk, freeDisk, mountTmpfs } from './helpers/tmpfs.ts';
+import { fillDisk, freeDisk, mountTmpfs, remountReadOnly } from './helpers/tmpfs.ts';
 
 /** Rows in the file, read by a connection of its own (what is on disk, not what the node believes). */
 function rowsInFile(reader: Database.Database): Set<string> {
@@ -257,5 +262,99 @@ describe('BEP 44 sequence numbers on a full disk', () => {
 
     await daemon.stop('test finished');
     stopped = true;
+  });
+});
+
+const CLI = ['--import', 'tsx', 'src/cli/main.ts'];
+const LOCAL_FLAGS = ['--api-port', '0', '--quic-port', '0', '--dht-port', '0', '--listen-host', '127.0.0.1', '--dht-bootstrap', ''];
+
+interface Finished {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs the CLI to its end; `onLine` sees each stdout line as it comes (the node's JSON log). */
+function runCli(args: string[], onLine?: (line: string, child: ChildProcess) => void): Promise<Finished> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...CLI, ...args]);
+    let stdout = '';
+    let stderr = '';
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      stdout += `${line}\n`;
+      onLine?.(line, child);
+    });
+    child.stderr.on('data', (c: Buffer) => (stderr += c));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** A data directory that has held a node (key, database) and is stopped now. */
+async function usedDataDir(dataDir: string): Promise<void> {
+  const node = await RemoteNode.start(testConfig(dataDir), { logger: createLogger('silent') });
+  await node.stop('prepared');
+}
+
+describe('the CLI on a full or read-only data directory', () => {
+  it('refuses to start on a read-only data directory: exit code 3 and one line naming the path and the cause', async (t) => {
+    const dir = mountTmpfs(t);
+    if (!dir) return;
+    const dataDir = join(dir, 'node');
+    await usedDataDir(dataDir);
+    remountReadOnly(dir);
+    const result = await runCli(['start', '--data-dir', dataDir, ...LOCAL_FLAGS]);
+    assert.equal(result.code, EXIT_STORAGE, result.stderr);
+    assert.deepEqual(result.stderr.trimEnd().split('\n'), [
+      `remote-network: storage failure: cannot take the lock ${join(dataDir, LOCK_FILE)}: EROFS (read-only file system)`,
+    ]);
+  });
+
+  it('refuses to start on a full data directory, whichever step meets the full disk', async (t) => {
+    const dir = mountTmpfs(t);
+    if (!dir) return;
+    const fresh = join(dir, 'fresh');
+    const used = join(dir, 'used');
+    await usedDataDir(used);
+    mkdirSync(fresh);
+    const ballast = fillDisk(dir);
+    const first = await runCli(['start', '--data-dir', fresh, ...LOCAL_FLAGS]);
+    assert.equal(first.code, EXIT_STORAGE, first.stderr);
+    assert.deepEqual(first.stderr.trimEnd().split('\n'), [
+      `remote-network: storage failure: cannot take the lock ${join(fresh, LOCK_FILE)}: ENOSPC (no space left on device)`,
+    ]);
+
+    // Room for the lock, not for the database's WAL index: the open fails, and the lock is let go.
+    freeDisk(ballast);
+    fillDisk(dir, 4096);
+    const second = await runCli(['start', '--data-dir', used, ...LOCAL_FLAGS]);
+    assert.equal(second.code, EXIT_STORAGE, second.stderr);
+    const lines = second.stderr.trimEnd().split('\n');
+    assert.equal(lines.length, 1, second.stderr);
+    assert.match(lines[0] ?? '', new RegExp(`^remote-network: storage failure: cannot open the database ${join(used, DATABASE_FILE)}: SQLITE_\\w+ \\(.+\\)$`));
+    assert.equal(existsSync(join(used, LOCK_FILE)), false, 'the lock was released');
+  });
+
+  it('stops on SIGTERM when the WAL cannot be checkpointed: exit code 3, one line, the lock released, nothing lost', async (t) => {
+    const dir = mountTmpfs(t);
+    if (!dir) return;
+    const dataDir = join(dir, 'node');
+    let ballast = '';
+    const result = await runCli(['start', '--data-dir', dataDir, ...LOCAL_FLAGS], (line, child) => {
+      if ((JSON.parse(line) as { msg?: string }).msg !== 'node started') return;
+      ballast = fillDisk(dir);
+      child.kill('SIGTERM');
+    });
+    assert.equal(result.code, EXIT_STORAGE, result.stderr);
+    assert.deepEqual(result.stderr.trimEnd().split('\n'), [
+      `remote-network: stopped, but storage failure: cannot checkpoint and close the database ${join(dataDir, DATABASE_FILE)}: SQLITE_FULL (database or disk is full); the WAL file keeps the data for the next start`,
+    ]);
+    const logs = result.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { msg: string; clean?: boolean; level: number });
+    assert.equal(logs.find((l) => l.msg === 'node stopped')?.clean, false);
+    assert.equal(existsSync(join(dataDir, LOCK_FILE)), false, 'the lock was released');
+
+    freeDisk(ballast);
+    const database = openDatabase(join(dataDir, DATABASE_FILE));
+    t.after(() => database.close());
+    assert.equal(new NodeStateRepository(database.db).get<number>(SEQUENCE_STATE_KEY), 1, 'what the node wrote is in the WAL, and reopens');
   });
 });

@@ -32,6 +32,8 @@ describe('storage failures', () => {
     assert.equal(error.message, 'storage failure: cannot take the lock /d/node.lock: EROFS (read-only file system)');
     const sqlite = asStorageError(full(), 'open the database', '/d/remote-network.db');
     assert.equal((sqlite as Error).message, 'storage failure: cannot open the database /d/remote-network.db: SQLITE_FULL (database or disk is full)');
+    const extended = asStorageError(ioerr(), 'open the database', '/d/remote-network.db');
+    assert.equal((extended as Error).message, 'storage failure: cannot open the database /d/remote-network.db: SQLITE_IOERR (disk I/O error, SQLITE_IOERR_WRITE)');
     const other = new TypeError('a bug');
     assert.equal(asStorageError(other, 'open the database', '/d'), other, 'anything else is passed through unchanged');
   });
@@ -57,6 +59,7 @@ describe('storage health', () => {
     assert.ok(since);
 
     storage.failed('node_state', ioerr());
+    assert.equal(storage.lastFailure?.message, 'disk I/O error, SQLITE_IOERR_WRITE');
     storage.failed('known_peers', full(), 1);
     assert.deepEqual(failureLines(), ['SQLITE_FULL', 'SQLITE_IOERR'], 'a new kind is logged, a kind already logged is not');
     assert.deepEqual(storage.lastFailure && [storage.lastFailure.code, storage.lastFailure.operation, storage.lastFailure.message], [

@@ -45,13 +45,18 @@ export function storageFailureCode(error: unknown): string | undefined {
   return undefined;
 }
 
-/** What the failing call said, without the errno prefix and syscall suffix Node adds. */
+/**
+ * What the failing call said, without the errno prefix and syscall suffix Node adds, plus SQLite's
+ * extended code when it says more than the kind (SQLITE_IOERR_SHMSIZE: the WAL index did not fit).
+ */
 export function storageFailureDetail(error: unknown): string {
   let current: unknown = error;
   for (let depth = 0; depth < MAX_CAUSE_DEPTH && current instanceof Error; depth++) {
     const { code } = current as { code?: unknown };
-    if (typeof code === 'string' && storageFailureCode(current) !== undefined && !(current instanceof StorageError)) {
-      return current.message.replace(new RegExp(`^${code}: `), '').replace(/, \w+( '.*')?$/, '');
+    const kind = storageFailureCode(current);
+    if (typeof code === 'string' && kind !== undefined && !(current instanceof StorageError)) {
+      const message = current.message.replace(new RegExp(`^${code}: `), '').replace(/, \w+( '.*')?$/, '');
+      return code === kind ? message : `${message}, ${code}`;
     }
     current = current.cause;
   }

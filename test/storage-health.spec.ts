@@ -7,7 +7,12 @@ import { NodeHealth } from '../src/node/health/node-health.ts';
 import { StorageHealth } from '../src/node/health/storage-health.ts';
 import { KeyFileError } from '../src/node/identity/errors.ts';
 import { StorageError, asStorageError, storageFailureCode } from '../src/node/storage/storage-failure.ts';
+import { RemoteNode } from '../src/node/node.ts';
+import { MessageChannel } from '../src/node/wire/channel.ts';
+import type { WireMessage } from '../src/node/wire/messages.ts';
+import { startTestNode, testConfig, until } from './helpers/daemon.ts';
 import { captureLogs } from './helpers/log-capture.ts';
+import { tempDir } from './helpers/temp.ts';
 
 const full = () => new Database.SqliteError('database or disk is full', 'SQLITE_FULL');
 const ioerr = () => new Database.SqliteError('disk I/O error', 'SQLITE_IOERR_WRITE');
@@ -92,5 +97,37 @@ describe('storage health', () => {
         ['FAILING', 'SQLITE_FULL'],
       ],
     );
+  });
+});
+
+describe('stream handlers that fail on our side', () => {
+  it('report a storage failure to the storage health and say an untyped fault once, not per stream', async (t) => {
+    const { logger, lines } = captureLogs('warn');
+    const a = await RemoteNode.start(testConfig(tempDir(t)), { logger });
+    t.after(() => a.stop('test finished'));
+    const b = await startTestNode(t);
+    a.connections.handle('test_store', () => {
+      throw new Database.SqliteError('database or disk is full', 'SQLITE_FULL');
+    });
+    a.connections.handle('test_bug', () => {
+      throw new TypeError('a bug of ours');
+    });
+    await b.connections.connect({ host: '127.0.0.1', port: a.quicPort }, a.peerId);
+    /** Opens a stream from b whose first message has `type`, and waits for a to end it. */
+    const converse = (type: string) =>
+      b.connections.withPeerStream(a.peerId, async (stream) => {
+        const channel = new MessageChannel(stream);
+        await channel.send({ type } as unknown as WireMessage);
+        await assert.rejects(channel.receiveAny(), 'a ends the stream without an answer');
+      });
+
+    for (let i = 0; i < 5; i++) await converse('test_bug');
+    assert.equal(lines.filter((l) => l.msg === 'stream handler failed').length, 1, 'five faults of one class are one warn line');
+    for (let i = 0; i < 5; i++) await converse('test_store');
+    await until([a], () => a.health.storage.writeFailures === 5, 10_000);
+    assert.equal(a.health.storage.lastFailure?.code, 'SQLITE_FULL');
+    assert.deepEqual([a.health.storage.status, a.health.storage.writeFailures, a.health.storage.lastFailure?.operation], ['FAILING', 5, 'stream_handler']);
+    assert.equal(lines.filter((l) => l.msg.startsWith('storage write failed')).length, 1);
+    assert.equal(a.connections.byPeer(b.peerId)?.state, 'IDLE', 'the connection stays: the peer did nothing wrong');
   });
 });

@@ -82,6 +82,8 @@ export class ConnectionManager {
   private readonly interceptors: InboundInterceptor[] = [];
   /** Direct dials in flight, by `addr:host:port` and by `peer:id` (see connect). */
   private readonly dialsInFlight = new Map<string, Promise<ConnectionInfo>>();
+  /** Classes of untyped handler errors already logged at warn (error names: a bounded set). */
+  private readonly loggedFaults = new Set<string>();
   private cleanupTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
 
@@ -337,10 +339,13 @@ export class ConnectionManager {
     if (!isProtocolError(error)) {
       // Our side failed, not the peer. A storage failure goes to the storage health, which logs
       // once per kind (a flood of streams on a full disk is one line); a typed error (a reset,
-      // a closed connection) is routine; anything else is a fault of ours and is said.
+      // a closed connection) is routine; anything else is a fault of ours, said once per error
+      // class (a peer that can trigger it per stream must not flood the log).
       if (this.options.storage?.failed('stream_handler', error)) return;
-      if (error instanceof RemoteNetworkError) this.log.debug({ peerId: record.peerId, protocol, err: error }, 'stream failed');
-      else this.log.warn({ peerId: record.peerId, protocol, err: error }, 'stream handler failed');
+      const fault = error instanceof Error ? error.name : typeof error;
+      const firstOfItsKind = !(error instanceof RemoteNetworkError) && !this.loggedFaults.has(fault);
+      if (firstOfItsKind) this.loggedFaults.add(fault);
+      this.log[firstOfItsKind ? 'warn' : 'debug']({ peerId: record.peerId, protocol, err: error }, 'stream handler failed');
       return;
     }
     this.log.debug({ peerId: record.peerId, protocol, err: error }, 'protocol error');

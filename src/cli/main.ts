@@ -10,12 +10,11 @@ import { ENV_CONFIG_FILE, type ConfigOverride, loadConfig } from '../node/config
 import type { Config } from '../node/config/schema.ts';
 import { RemoteNetworkError } from '../node/errors.ts';
 import { loadOrCreateIdentity } from '../node/identity/key-store.ts';
-import { StorageError, asStorageError } from '../node/storage/storage-failure.ts';
+import { StorageError, storageStep } from '../node/storage/storage-failure.ts';
 import { NODE_VERSION } from '../node/version.ts';
 import { MAX_DEVNET_NODES, startDevnet } from './devnet.ts';
 import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_STORAGE } from './exit-codes.ts';
 import { formatPeersTable } from './peers-table.ts';
-
 
 /** CLI flags that set a configuration key (highest precedence). */
 const SETTING_FLAGS = [
@@ -153,12 +152,7 @@ function runPeers(values: FlagValues): void {
   if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) {
     throw new CliUsageError('--limit must be an integer from 1 to 100000');
   }
-  let database: ReturnType<typeof openDatabase>;
-  try {
-    database = openDatabase(file, { readonly: true });
-  } catch (error) {
-    throw asStorageError(error, 'open the database', file);
-  }
+  const database = storageStep('open the database', file, () => openDatabase(file, { readonly: true }));
   try {
     const repository = new KnownPeersRepository(database.db, config.peer_discovery.max_known_peers);
     const peers = repository.recent(limit);

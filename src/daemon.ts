@@ -26,7 +26,8 @@ export async function startDaemon(config: Config, options: { logger?: Logger } =
       logger,
     });
   } catch (error) {
-    await node.stop('API failed to start');
+    // The API's failure is the one to report; a failing close was logged by stop().
+    await node.stop('API failed to start').catch(() => {});
     throw error;
   }
   node.bus.emit('node.started', { peerId: node.peerId, apiUrl: api.url });

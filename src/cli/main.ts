@@ -10,13 +10,11 @@ import { ENV_CONFIG_FILE, type ConfigOverride, loadConfig } from '../node/config
 import type { Config } from '../node/config/schema.ts';
 import { RemoteNetworkError } from '../node/errors.ts';
 import { loadOrCreateIdentity } from '../node/identity/key-store.ts';
+import { StorageError, storageStep } from '../node/storage/storage-failure.ts';
 import { NODE_VERSION } from '../node/version.ts';
 import { MAX_DEVNET_NODES, startDevnet } from './devnet.ts';
+import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_STORAGE } from './exit-codes.ts';
 import { formatPeersTable } from './peers-table.ts';
-
-/** Exit codes: 2 = configuration problem, 1 = any other failure to start or run. */
-export const EXIT_CONFIG = 2;
-export const EXIT_FAILURE = 1;
 
 /** CLI flags that set a configuration key (highest precedence). */
 const SETTING_FLAGS = [
@@ -76,8 +74,12 @@ function stopOnSignals(stop: (reason: string) => Promise<void>): void {
       process.exit(EXIT_FAILURE);
     }
     stop(`received ${signal}`)
-      .then(() => process.exit(0))
+      .then(() => process.exit(EXIT_OK))
       .catch((error: unknown) => {
+        if (error instanceof StorageError) {
+          console.error(`remote-network: stopped, but ${error.message}; the WAL file keeps the data for the next start`);
+          process.exit(EXIT_STORAGE);
+        }
         console.error('remote-network: stop failed', error);
         process.exit(EXIT_FAILURE);
       });
@@ -150,7 +152,7 @@ function runPeers(values: FlagValues): void {
   if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) {
     throw new CliUsageError('--limit must be an integer from 1 to 100000');
   }
-  const database = openDatabase(file, { readonly: true });
+  const database = storageStep('open the database', file, () => openDatabase(file, { readonly: true }));
   try {
     const repository = new KnownPeersRepository(database.db, config.peer_discovery.max_known_peers, config.peer_discovery.max_unverified_peers);
     const peers = repository.latest(limit);
@@ -217,6 +219,10 @@ export async function main(argv: string[]): Promise<void> {
     if (error instanceof ConfigError) {
       console.error(`remote-network: ${error.message}`);
       process.exit(EXIT_CONFIG);
+    }
+    if (error instanceof StorageError) {
+      console.error(`remote-network: ${error.message}`);
+      process.exit(EXIT_STORAGE);
     }
     if (error instanceof RemoteNetworkError) {
       console.error(`remote-network: ${error.message}`);

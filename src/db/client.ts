@@ -15,7 +15,11 @@ export interface OpenedDatabase {
   readonly db: Db;
   readonly sqlite: Database.Database;
   readonly file: string;
-  /** Checkpoints the WAL into the main file and closes; safe to call twice. */
+  /**
+   * Checkpoints the WAL into the main file and closes; safe to call twice. The file is closed even
+   * when the checkpoint fails (a full disk cannot take the WAL's pages); that failure is then
+   * thrown, and the WAL keeps every committed transaction for the next open.
+   */
   close(): void;
 }
 
@@ -31,15 +35,22 @@ export interface OpenDatabaseOptions {
 export function openDatabase(file: string, options: OpenDatabaseOptions = {}): OpenedDatabase {
   if (!options.readonly) mkdirSync(dirname(file), { recursive: true });
   const sqlite = new Database(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
-  sqlite.pragma('busy_timeout = 5000');
-  if (!options.readonly) {
-    sqlite.pragma('journal_mode = WAL');
-    // NORMAL under WAL loses no committed transaction on a process crash, only on power loss.
-    sqlite.pragma('synchronous = NORMAL');
+  let db: Db;
+  try {
+    sqlite.pragma('busy_timeout = 5000');
+    if (!options.readonly) {
+      sqlite.pragma('journal_mode = WAL');
+      // NORMAL under WAL loses no committed transaction on a process crash, only on power loss.
+      sqlite.pragma('synchronous = NORMAL');
+    }
+    sqlite.pragma('foreign_keys = ON');
+    db = drizzle(sqlite, { schema });
+    if (!options.readonly) migrate(db, { migrationsFolder: MIGRATIONS_FOLDER });
+  } catch (error) {
+    // A full or read-only disk fails here (WAL files, migrations): never leave the file open.
+    sqlite.close();
+    throw error;
   }
-  sqlite.pragma('foreign_keys = ON');
-  const db = drizzle(sqlite, { schema });
-  if (!options.readonly) migrate(db, { migrationsFolder: MIGRATIONS_FOLDER });
 
   let closed = false;
   return {
@@ -49,7 +60,16 @@ export function openDatabase(file: string, options: OpenDatabaseOptions = {}): O
     close() {
       if (closed) return;
       closed = true;
-      if (!options.readonly) sqlite.pragma('wal_checkpoint(TRUNCATE)');
+      try {
+        if (!options.readonly) sqlite.pragma('wal_checkpoint(TRUNCATE)');
+      } catch (error) {
+        try {
+          sqlite.close();
+        } catch {
+          // the checkpoint's failure is the one to report: it says why
+        }
+        throw error;
+      }
       sqlite.close();
     },
   };

@@ -26,7 +26,11 @@ import { MetadataFetcher } from './metadata/metadata-fetcher.ts';
 import { type MetadataContent, MetadataPublisher } from './metadata/metadata-publisher.ts';
 import { HearsayVerifier } from './peers/hearsay-verifier.ts';
 import { KnownPeersService } from './peers/known-peers-service.ts';
-import { lockDataDir } from './storage/data-dir-lock.ts';
+import { PeerTrust } from './peers/peer-trust.ts';
+import { NodeHealth } from './health/node-health.ts';
+import { StorageHealth } from './health/storage-health.ts';
+import { LOCK_FILE, lockDataDir } from './storage/data-dir-lock.ts';
+import { asStorageError, storageStep } from './storage/storage-failure.ts';
 import { NODE_VERSION } from './version.ts';
 
 export type NodeType = 'public' | 'private';
@@ -60,6 +64,7 @@ export class RemoteNode {
   readonly bus: EventBus<NodeEventMap>;
   readonly knownPeers: KnownPeersService;
   readonly nodeState: NodeStateRepository;
+  readonly health: NodeHealth;
   readonly startedAt = new Date();
   readonly dht: MainlineDht;
   readonly topicDiscovery: TopicDiscovery;
@@ -91,10 +96,13 @@ export class RemoteNode {
       logger.error({ err: error, event: type }, 'event listener failed'),
     );
     this.nodeState = new NodeStateRepository(database.db);
+    const storage = new StorageHealth({ path: database.file, bus: this.bus, logger });
+    this.health = new NodeHealth(storage);
     this.knownPeers = new KnownPeersService(
       new KnownPeersRepository(database.db, config.peer_discovery.max_known_peers, config.peer_discovery.max_unverified_peers),
       this.bus,
       identity.publicKey,
+      { storage, trust: new PeerTrust(config.peer_discovery.hearsay_per_minute) },
     );
 
     const specificHost = config.node.listen_host === '0.0.0.0' ? null : config.node.listen_host;
@@ -128,6 +136,7 @@ export class RemoteNode {
       // The seed: a NAT node publishes only once it has a relay session (and `auto` waits for its
       // reachability verdict: an unreachable address must never be published).
       held: config.node.node_type !== 'public',
+      storage,
     });
     this.metadataFetcher = new MetadataFetcher({
       dht: this.dht,
@@ -168,6 +177,7 @@ export class RemoteNode {
       cleanupIntervalMs: Math.min(60_000, Math.max(1_000, idleTimeoutMs / 4)),
       maxConnections: config.quic.max_connections,
       ownPeerId: identity.peerId,
+      storage,
     });
     this.discovery = new DiscoveryService({
       connections: this.connections,
@@ -325,23 +335,32 @@ export class RemoteNode {
     if (this.metadataPublisher.isHeld) await this.metadataPublisher.release();
   }
 
+  /**
+   * Opens the data directory (lock, key, database) and starts every component. A full, read-only
+   * or inaccessible data directory fails with a StorageError naming the step and the path; what
+   * was opened is closed again, and a failure while closing never hides the first one.
+   */
   static async start(config: Config, options: StartNodeOptions = {}): Promise<RemoteNode> {
     const logger = options.logger ?? createLogger(config.node.log_level);
     const dataDir = resolve(config.node.data_dir);
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    const releaseLock = lockDataDir(dataDir);
+    storageStep('create the data directory', dataDir, () => mkdirSync(dataDir, { recursive: true, mode: 0o700 }));
+    const releaseLock = storageStep('take the lock', join(dataDir, LOCK_FILE), () => lockDataDir(dataDir));
+    const databaseFile = join(dataDir, DATABASE_FILE);
     let database: OpenedDatabase | undefined;
     let node: RemoteNode;
     try {
-      const { identity, created, privateKeyFile } = loadOrCreateIdentity(dataDir);
+      const { identity, created, privateKeyFile } = storageStep('load or create the key in', dataDir, () =>
+        loadOrCreateIdentity(dataDir),
+      );
       logger.info({ peerId: identity.peerId, keyFile: privateKeyFile, created }, created ? 'identity created' : 'identity loaded');
-      database = openDatabase(join(dataDir, DATABASE_FILE));
+      database = storageStep('open the database', databaseFile, () => openDatabase(databaseFile));
       node = new RemoteNode(config, logger, identity, dataDir, database, releaseLock);
       await node.startComponents();
     } catch (error) {
-      database?.close();
+      if (database) closeAfterFailedStart(database, logger);
       releaseLock();
-      throw error;
+      // Components write to the database at start (the BEP 44 sequence number).
+      throw asStorageError(error, 'write to the database', databaseFile);
     }
     // Running from here on: a failure stops the node (which releases the database and the lock).
     await node.requirePublicRelay();
@@ -401,7 +420,8 @@ export class RemoteNode {
     if (!this.config.relay.relay_mode || this.config.node.node_type !== 'auto') return;
     const verdict = await this.reachability.waitForVerdict(RELAY_REACHABILITY_TIMEOUT_MS);
     if (verdict === 'PUBLIC') return;
-    await this.stop('relay not public');
+    // The verdict is the failure to report; a failing close was logged by stop().
+    await this.stop('relay not public').catch(() => {});
     throw new RelayNotPublicError(
       verdict === 'PRIVATE'
         ? 'relay_mode = true, but this node is behind NAT: peers could not dial it back. A relay must be public.'
@@ -422,14 +442,25 @@ export class RemoteNode {
     }
   }
 
-  /** Stops every component (in reverse), then closes the database. Idempotent. */
+  /**
+   * Stops every component (in reverse), then closes the database and releases the lock. Idempotent.
+   * A database that cannot be checkpointed (a full disk) is still closed and the lock released;
+   * the failure is logged once and rejects the stop with a StorageError (the WAL keeps the data).
+   */
   stop(reason = 'stop requested'): Promise<void> {
     this.stopping ??= (async () => {
       this.bus.emit('node.stopping', { peerId: this.peerId, reason });
       await this.stopComponents([...this.components].reverse());
-      this.database.close();
+      let failure: unknown;
+      try {
+        storageStep('checkpoint and close the database', this.database.file, () => this.database.close());
+      } catch (error) {
+        failure = error;
+        this.logger.error({ err: error, path: this.database.file }, error instanceof Error ? error.message : 'closing the database failed');
+      }
       this.releaseLock();
-      this.logger.info({ reason }, 'node stopped');
+      this.logger.info({ reason, clean: failure === undefined }, 'node stopped');
+      if (failure !== undefined) throw failure;
     })();
     return this.stopping;
   }
@@ -445,5 +476,14 @@ export class RemoteNode {
         this.logger.error({ err: error, component: component.name }, 'component failed to stop');
       }
     }
+  }
+}
+
+/** Closes the database after a failed start; a failure here is logged, never thrown over the first. */
+function closeAfterFailedStart(database: OpenedDatabase, logger: Logger): void {
+  try {
+    database.close();
+  } catch (error) {
+    logger.warn({ err: error, path: database.file }, 'closing the database after a failed start also failed');
   }
 }

@@ -2,6 +2,7 @@ import { lexicographicSortSchema } from 'graphql';
 import { builder } from '../builder.ts';
 import './scalars.ts';
 import './node-info.ts';
+import './health.ts';
 import './known-peers.ts';
 import './events.ts';
 import './metadata.ts';

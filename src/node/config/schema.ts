@@ -161,6 +161,12 @@ export const CONFIG_SPEC = {
       'an integer from 10 to 1000000',
       'Cap of the known_peers table; unverified peers go first, then the oldest last_seen.',
     ),
+    hearsay_per_minute: setting(
+      integer(0, 100_000),
+      '50',
+      'an integer from 0 to 100000',
+      'New unverified peers one peer may tell us about per minute (BEP 11 PEX norm: 50); raise only among peers you trust.',
+    ),
     max_unverified_peers: setting(
       integer(0, 1_000_000),
       '1000',

@@ -11,6 +11,8 @@ export type JobStatus = 'PENDING' | 'RUNNING' | 'COMPLETED' | 'FAILED' | 'CANCEL
 export interface NodeEventMap {
   'node.started': { peerId: string; apiUrl: string | null };
   'node.stopping': { peerId: string; reason: string };
+  /** A part of `node { health }` changed status, or met a new kind of failure (code and message then). */
+  'health.changed': { part: 'storage'; status: 'OK' | 'DEGRADED' | 'FAILING'; code: string | null; message: string | null };
 
   /**
    * A peer became known. `verified` false: hearsay (`via` told us of it), neither shared nor
@@ -80,6 +82,7 @@ export type NodeEventType = keyof NodeEventMap;
 export const NODE_EVENT_TYPES = [
   'node.started',
   'node.stopping',
+  'health.changed',
   'peer.discovered',
   'peer.verified',
   'peer.trust.changed',

@@ -32,6 +32,8 @@ export interface ExchangeResult {
   readonly peersDiscovered: number;
   /** New peers not taken: past the sender's hearsay allowance (PeerTrust). */
   readonly peersRefused: number;
+  /** Entries (the peer's own included) that could not be stored: the storage failed (see node { health }). */
+  readonly peersNotStored: number;
 }
 
 /** What this node says about itself; read at each exchange (ports and ids may change). */
@@ -204,6 +206,7 @@ export class IdentityExchanger {
       peersDropped: dropped,
       peersDiscovered: result.inserted.length,
       peersRefused: result.refused,
+      peersNotStored: result.notStored,
     };
   }
 }

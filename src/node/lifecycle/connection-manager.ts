@@ -3,6 +3,7 @@ import { RemoteNetworkError } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { ConnectionState, NodeEventMap } from '../events/types.ts';
 import { type ExchangeResult, type IdentityExchanger, formatAddress } from '../exchange/identity-exchange.ts';
+import type { StorageWriteReporter } from '../health/storage-health.ts';
 import type { Logger } from '../logger.ts';
 import { settleWithin } from '../util/time-bounds.ts';
 import type { Direction, PeerConnection, PeerStream, Transport } from '../quic/types.ts';
@@ -61,6 +62,8 @@ export interface ConnectionManagerOptions {
   readonly cleanupIntervalMs: number;
   readonly maxConnections: number;
   readonly ownPeerId: string;
+  /** Told about storage failures a stream handler meets (counted and logged there, once per kind). */
+  readonly storage?: StorageWriteReporter;
 }
 
 let pendingIds = 0;
@@ -79,6 +82,8 @@ export class ConnectionManager {
   private readonly interceptors: InboundInterceptor[] = [];
   /** Direct dials in flight, by `addr:host:port` and by `peer:id` (see connect). */
   private readonly dialsInFlight = new Map<string, Promise<ConnectionInfo>>();
+  /** Classes of untyped handler errors already logged at warn (error names: a bounded set). */
+  private readonly loggedFaults = new Set<string>();
   private cleanupTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
 
@@ -331,7 +336,18 @@ export class ConnectionManager {
       this.reject(connection, error.message);
       return;
     }
-    if (!isProtocolError(error)) return;
+    if (!isProtocolError(error)) {
+      // Our side failed, not the peer. A storage failure goes to the storage health, which logs
+      // once per kind (a flood of streams on a full disk is one line); a typed error (a reset,
+      // a closed connection) is routine; anything else is a fault of ours, said once per error
+      // class (a peer that can trigger it per stream must not flood the log).
+      if (this.options.storage?.failed('stream_handler', error)) return;
+      const fault = error instanceof Error ? error.name : typeof error;
+      const firstOfItsKind = !(error instanceof RemoteNetworkError) && !this.loggedFaults.has(fault);
+      if (firstOfItsKind) this.loggedFaults.add(fault);
+      this.log[firstOfItsKind ? 'warn' : 'debug']({ peerId: record.peerId, protocol, err: error }, 'stream handler failed');
+      return;
+    }
     this.log.debug({ peerId: record.peerId, protocol, err: error }, 'protocol error');
     // A stream that stays silent past the read deadline is reset, but it is not bad input: a
     // relay forwards other peers' circuits and a peer may be slow under load, and counting those

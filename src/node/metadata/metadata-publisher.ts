@@ -2,8 +2,10 @@ import type { NodeStateRepository } from '../../db/node-state.ts';
 import type { MainlineDht, PutOutcome } from '../dht/mainline-dht.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
+import type { StorageWriteReporter } from '../health/storage-health.ts';
 import type { NodeIdentity } from '../identity/key-store.ts';
 import type { Logger } from '../logger.ts';
+import { storageFailureCode } from '../storage/storage-failure.ts';
 import { METADATA_VERSION, type PeerMetadata, encodeMetadataChecked, sameContent } from './peer-metadata.ts';
 
 /** The persisted last sequence number handed out; every start and every change takes a new one. */
@@ -31,6 +33,8 @@ export interface MetadataPublisherOptions {
   readonly content: () => MetadataContent;
   /** Private nodes start held: nothing is published until a relay session exists. */
   readonly held: boolean;
+  /** Told about sequence writes; a change whose sequence cannot be stored waits (see update). */
+  readonly storage?: StorageWriteReporter;
 }
 
 /**
@@ -38,11 +42,15 @@ export interface MetadataPublisherOptions {
  * every `republishIntervalMs` with the same seq, and at once with a new seq when the content
  * changes. Sequence numbers are allocated through the database before use, so a restarted node
  * never reuses or lowers one; if the DHT turns out to hold a higher seq (state lost), the next
- * publish jumps above it.
+ * publish jumps above it. Content changes only together with a stored sequence number: while the
+ * database refuses writes (a full disk) a change waits, the last stored content keeps being
+ * republished under its own seq, and the change goes out with a new seq once a write works.
  */
 export class MetadataPublisher {
   readonly name = 'metadata-publisher';
   private metadata: PeerMetadata | undefined;
+  /** A change not published yet because its sequence number could not be stored. */
+  private pending: PeerMetadata | undefined;
   private sequence = 0;
   private held: boolean;
   private last: PublishRecord | null = null;
@@ -102,12 +110,20 @@ export class MetadataPublisher {
     return this.publish('release');
   }
 
-  /** Applies a change; new content gets a new sequence number and is published at once. */
+  /**
+   * Applies a change; new content gets a new sequence number and is published at once. When the
+   * number cannot be stored, the change waits for a later publish (retried with backoff) and this
+   * resolves null: publishing new content under an old seq would reuse that seq.
+   */
   update(changes: Partial<MetadataContent>): Promise<PublishRecord | null> {
-    const next = this.build({ ...this.current, ...changes });
-    if (sameContent(next, this.current)) return Promise.resolve(null);
-    this.metadata = next;
-    this.sequence = this.allocateSequence();
+    const base = this.pending ?? this.current;
+    const next = this.build({ ...base, ...changes });
+    if (sameContent(next, base)) return Promise.resolve(null);
+    this.pending = next;
+    if (!this.applyPending()) {
+      this.scheduleRetry(0);
+      return Promise.resolve(null);
+    }
     return this.held ? Promise.resolve(null) : this.publish('change');
   }
 
@@ -125,6 +141,9 @@ export class MetadataPublisher {
   }
 
   private async publishOnce(reason: string): Promise<PublishRecord> {
+    // A change held back by a failed write goes out now if its seq can be stored; if not, the
+    // content already published is republished under its own seq.
+    this.applyPending();
     let outcome = await this.put();
     const previous = outcome.previousSeq;
     if (previous !== null && previous > this.sequence) {
@@ -154,7 +173,7 @@ export class MetadataPublisher {
   /** Nobody holds our item (no DHT neighbours yet?): try again soon rather than in 30 minutes. */
   private scheduleRetry(accepted: number): void {
     clearTimeout(this.retryTimer);
-    if (accepted > 0 || !this.running) {
+    if ((accepted > 0 && this.pending === undefined) || !this.running) {
       this.retryDelay = FIRST_RETRY_MS;
       return;
     }
@@ -163,8 +182,35 @@ export class MetadataPublisher {
     this.retryDelay = Math.min(this.retryDelay * 2, this.options.republishIntervalMs);
   }
 
+  /** Makes the pending change current with a new stored seq; false if the seq could not be stored. */
+  private applyPending(): boolean {
+    if (this.pending === undefined) return true;
+    let sequence: number;
+    try {
+      sequence = this.allocateSequence();
+    } catch (error) {
+      // Already reported by allocateSequence; the change waits for a write that works.
+      if (storageFailureCode(error) !== undefined) return false;
+      throw error;
+    }
+    this.metadata = this.pending;
+    this.pending = undefined;
+    this.sequence = sequence;
+    return true;
+  }
+
+  /** The next seq, stored before it is used (a failed write throws and hands out nothing). */
   private allocateSequence(atLeastAbove = 0): number {
-    return this.options.nodeState.update<number>(SEQUENCE_STATE_KEY, (n) => Math.max(n ?? 0, atLeastAbove) + 1);
+    let sequence: number;
+    try {
+      sequence = this.options.nodeState.update<number>(SEQUENCE_STATE_KEY, (n) => Math.max(n ?? 0, atLeastAbove) + 1);
+    } catch (error) {
+      // Counted and logged as a storage failure (if it is one); the caller decides what to do.
+      this.options.storage?.failed('node_state', error);
+      throw error;
+    }
+    this.options.storage?.succeeded();
+    return sequence;
   }
 
   private build(content: MetadataContent): PeerMetadata {

@@ -1,24 +1,41 @@
 import type { KnownPeerInput, KnownPeerRecord, KnownPeersRepository, UpsertResult } from '../../db/known-peers.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
+import type { StorageWriteReporter } from '../health/storage-health.ts';
 import { PeerTrust } from './peer-trust.ts';
+
+export interface RecordResult extends UpsertResult {
+  /** Entries that could not be written (the storage failed); counted by the storage health. */
+  readonly notStored: number;
+}
+
+export interface KnownPeersServiceOptions {
+  /** Where refused writes are reported; without it a failed write throws. */
+  readonly storage?: StorageWriteReporter | undefined;
+  readonly trust?: PeerTrust | undefined;
+}
 
 /**
  * The node's door to `known_peers`: components record what they learn here (our own key is never
  * stored), and every newly known peer is announced on the bus as `peer.discovered` (evictions as
  * `peer.evicted`, hearsay that proved itself as `peer.verified`). What a peer tells us about
- * others goes through its `PeerTrust` allowance.
+ * others goes through its `PeerTrust` allowance. A write the storage refuses (a full or
+ * read-only disk) is reported to `storage` and recorded as not stored, so an exchange carries on.
  */
 export class KnownPeersService {
   private readonly ownPublicKey: Buffer;
+  readonly trust: PeerTrust;
+  private readonly storage: StorageWriteReporter | undefined;
 
   constructor(
     readonly repository: KnownPeersRepository,
     private readonly bus: EventBus<NodeEventMap>,
     ownPublicKey: Uint8Array,
-    readonly trust: PeerTrust = new PeerTrust(),
+    options: KnownPeersServiceOptions = {},
   ) {
     this.ownPublicKey = Buffer.from(ownPublicKey);
+    this.trust = options.trust ?? new PeerTrust();
+    this.storage = options.storage;
   }
 
   /**
@@ -26,9 +43,17 @@ export class KnownPeersService {
    * the connection): the hearsay it may add is limited by its trust, and the rest is refused.
    * Without `via` (the node's own knowledge) nothing is limited.
    */
-  record(inputs: readonly KnownPeerInput[], via?: string): UpsertResult {
-    const own = inputs.filter((i) => !this.ownPublicKey.equals(i.publicKey));
-    const result = this.repository.upsertMany(own, via === undefined ? {} : { maxNewHearsay: this.trust.allowance(via) });
+  record(inputs: readonly KnownPeerInput[], via?: string): RecordResult {
+    const others = inputs.filter((i) => !this.ownPublicKey.equals(i.publicKey));
+    let result: UpsertResult;
+    try {
+      result = this.repository.upsertMany(others, via === undefined ? {} : { maxNewHearsay: this.trust.allowance(via) });
+    } catch (error) {
+      if (!this.storage?.failed('known_peers', error, others.length)) throw error;
+      return { inserted: [], verified: [], refused: 0, updated: 0, collisions: 0, evicted: 0, notStored: others.length };
+    }
+    // Only a write that committed proves the storage works again (a batch with nothing new writes nothing).
+    if (result.inserted.length > 0 || result.updated > 0) this.storage?.succeeded();
     if (via !== undefined) this.trust.took(via, result.inserted.filter((p) => !p.verified).length);
     for (const peer of result.inserted) {
       this.bus.emit('peer.discovered', {
@@ -42,13 +67,20 @@ export class KnownPeersService {
     }
     for (const peer of result.verified) this.announceVerified(peer, 'exchange', null);
     if (result.evicted > 0) this.bus.emit('peer.evicted', { count: result.evicted, reason: 'max_known_peers' });
-    return result;
+    return { ...result, notStored: 0 };
   }
 
   /** Hearsay whose signed metadata was found in the DHT (`via`: who told us of it). */
   markVerified(peerId: string, isRelay: boolean, via: string | null): KnownPeerRecord | undefined {
     const before = this.repository.get(peerId);
-    const record = this.repository.markVerified(peerId, isRelay);
+    let record: KnownPeerRecord | undefined;
+    try {
+      record = this.repository.markVerified(peerId, isRelay);
+    } catch (error) {
+      if (!this.storage?.failed('known_peers', error, 1)) throw error;
+      return undefined;
+    }
+    this.storage?.succeeded();
     if (record && before && !before.verified) this.announceVerified(record, 'dht', via);
     return record;
   }

@@ -1,15 +1,15 @@
 import { setBounded } from '../util/bounded-map.ts';
 
 /**
- * New hearsay entries one source may add per minute (a token bucket of this size): the BitTorrent
- * PEX norm (BEP 11: at most 50 added peers per message, one message a minute). Entries the source
- * names that we already know cost nothing.
+ * New hearsay entries one source may add per minute by default (a token bucket of this size): the
+ * BitTorrent PEX norm (BEP 11: at most 50 added peers per message, one message a minute). Entries
+ * the source names that we already know cost nothing. `[peer_discovery] hearsay_per_minute`.
  */
 export const HEARSAY_PER_MINUTE = 50;
-/** The same, for a source that has lost trust. */
-export const HEARSAY_PER_MINUTE_RATE_LIMITED = 5;
-/** Hearsay from one source waiting for verification at most (more is refused until it drains). */
-export const MAX_PENDING_PER_SOURCE = 100;
+/** A source that has lost trust gets a tenth of that. */
+const RATE_LIMITED_SHARE = 0.1;
+/** Hearsay from one source waiting for verification at most, in minutes of its allowance. */
+const PENDING_MINUTES = 2;
 /** A source loses trust (rate-limited) after this many unverifiable entries, if they outnumber its verified ones 2:1. */
 export const RATE_LIMIT_AFTER_UNVERIFIABLE = 10;
 /** …and is disconnected after this many, at 4:1; its hearsay is refused for DISTRUST_MS. */
@@ -46,13 +46,16 @@ export interface TrustChange {
 export class PeerTrust {
   private readonly sources = new Map<string, SourceRecord>();
 
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly perMinute: number = HEARSAY_PER_MINUTE,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /** New hearsay entries `source` may add right now. */
   allowance(source: string): number {
     const record = this.refreshed(source);
     if (record.level === 'distrusted') return 0;
-    return Math.max(0, Math.min(Math.floor(record.tokens), MAX_PENDING_PER_SOURCE - record.pending));
+    return Math.max(0, Math.min(Math.floor(record.tokens), PENDING_MINUTES * this.perMinute - record.pending));
   }
 
   /** `count` new entries from `source` were stored and wait for verification. */
@@ -73,12 +76,16 @@ export class PeerTrust {
     if (level === record.level || (record.level === 'distrusted' && this.now() < record.distrustedUntil)) return undefined;
     record.level = level;
     if (level === 'distrusted') record.distrustedUntil = this.now() + DISTRUST_MS;
-    if (level === 'rate_limited') record.tokens = Math.min(record.tokens, HEARSAY_PER_MINUTE_RATE_LIMITED);
+    if (level === 'rate_limited') record.tokens = Math.min(record.tokens, this.allowedPerMinute(level));
     return { level, verified: record.verified, unverifiable: record.unverifiable };
   }
 
   level(source: string): TrustLevel {
     return this.sources.get(source) ? this.refreshed(source).level : 'trusted';
+  }
+
+  private allowedPerMinute(level: TrustLevel): number {
+    return level === 'trusted' ? this.perMinute : Math.ceil(this.perMinute * RATE_LIMITED_SHARE);
   }
 
   private levelFor(record: SourceRecord): TrustLevel {
@@ -92,7 +99,7 @@ export class PeerTrust {
     const now = this.now();
     let record = this.sources.get(source);
     if (!record) {
-      record = { tokens: HEARSAY_PER_MINUTE, refilledAt: now, pending: 0, verified: 0, unverifiable: 0, level: 'trusted', distrustedUntil: 0 };
+      record = { tokens: this.perMinute, refilledAt: now, pending: 0, verified: 0, unverifiable: 0, level: 'trusted', distrustedUntil: 0 };
       setBounded(this.sources, source, record, MAX_SOURCES);
       return record;
     }
@@ -100,7 +107,7 @@ export class PeerTrust {
       // Served its time: a fresh start, on probation (rate-limited) with what it did forgotten.
       Object.assign(record, { level: 'rate_limited', verified: 0, unverifiable: 0, tokens: 0, refilledAt: now });
     }
-    const perMinute = record.level === 'trusted' ? HEARSAY_PER_MINUTE : HEARSAY_PER_MINUTE_RATE_LIMITED;
+    const perMinute = this.allowedPerMinute(record.level);
     record.tokens = Math.min(perMinute, record.tokens + ((now - record.refilledAt) * perMinute) / 60_000);
     record.refilledAt = now;
     return record;

@@ -228,7 +228,7 @@ export const CONFIG_SPEC = {
       integer(1, 10_000),
       '200',
       'an integer from 1 to 10000',
-      'Open connections at most (inbound beyond it are refused, dials wait).',
+      'Open connections at most (beyond it an inbound one prunes an unprotected connection of a more crowded network or is refused; dials wait).',
     ),
   },
   connection_limits: {

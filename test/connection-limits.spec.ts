@@ -5,6 +5,7 @@ import type { NodeEventMap } from '../src/node/events/types.ts';
 import { addressKey, networkKey } from '../src/node/lifecycle/connection-groups.ts';
 import { type ConnectionLimitSettings, InboundLimiter } from '../src/node/lifecycle/connection-limits.ts';
 import { type PruneCandidate, choosePruneVictim } from '../src/node/lifecycle/connection-pruner.ts';
+import { LimitCounters } from '../src/node/lifecycle/limit-counters.ts';
 import { createLogger } from '../src/node/logger.ts';
 import type { RemoteNode } from '../src/node/node.ts';
 import { PeerConnectionLimitError } from '../src/node/quic/errors.ts';
@@ -307,7 +308,15 @@ describe('connection limits: the parts', () => {
       inboundBurstPerIp: 100,
       allowlist: [parseIpPrefix('10.9.0.0/16')!],
     };
-    const limiter = new InboundLimiter({ settings, bus, logger: createLogger('silent'), capacity: { makeRoomFor: () => room } });
+    const limiter = new InboundLimiter({
+      settings,
+      bus,
+      counters: new LimitCounters(),
+      logger: createLogger('silent'),
+      capacity: { makeRoomFor: () => room },
+    });
+    const events: string[] = [];
+    bus.on('connection.limited', (e) => events.push(`${e.payload.remoteAddress} ${e.payload.reason}`));
     limiter.start();
     assert.equal(limiter.admit('10.0.0.1', 'a'), undefined);
     assert.equal(limiter.admit('10.0.0.1', 'b'), 'pending_ip');
@@ -334,5 +343,7 @@ describe('connection limits: the parts', () => {
     assert.equal(limiter.admit('10.0.0.1', 'e'), undefined, 'a released slot is free again (released once only)');
     const counts = Object.fromEntries(limiter.stats().refusals.map((r) => [r.reason, r.count]));
     assert.deepEqual(counts, { ip: 1, subnet: 1, pending_ip: 2, pending: 0, rate: 0, capacity: 1, pruned: 0 });
+    // Both pending_ip refusals counted, one event: a flood does not flood the event stream.
+    assert.deepEqual(events, ['10.0.0.1 pending_ip', '10.0.0.1 ip', '10.0.0.3 subnet', '10.9.1.1 capacity']);
   });
 });

@@ -19,6 +19,7 @@ import { IdentityExchanger, formatAddress } from './exchange/identity-exchange.t
 import { InboundLimiter } from './lifecycle/connection-limits.ts';
 import { type ConnectionInfo, ConnectionManager } from './lifecycle/connection-manager.ts';
 import { HistoryProtection } from './lifecycle/history-protection.ts';
+import { LimitCounters } from './lifecycle/limit-counters.ts';
 import { QuicTransport } from './quic/quic-transport.ts';
 import { EventBus } from './events/bus.ts';
 import type { NodeEventMap } from './events/types.ts';
@@ -138,6 +139,7 @@ export class RemoteNode {
     });
     const idleTimeoutMs = config.quic.quic_idle_timeout * 1000;
     const limits = config.connection_limits;
+    const limitCounters = new LimitCounters();
     this.connectionLimits = new InboundLimiter({
       settings: {
         maxInboundPerIp: limits.max_inbound_per_ip,
@@ -150,6 +152,7 @@ export class RemoteNode {
       },
       // The connection manager, built below, owns the slots and decides what to prune.
       capacity: { makeRoomFor: (group, reserved) => this.connections.makeRoomFor(group, reserved) },
+      counters: limitCounters,
       bus: this.bus,
       logger,
     });
@@ -186,6 +189,7 @@ export class RemoteNode {
       cleanupIntervalMs: Math.min(60_000, Math.max(1_000, idleTimeoutMs / 4)),
       maxConnections: config.quic.max_connections,
       ownPeerId: identity.peerId,
+      limitCounters,
     });
     this.discovery = new DiscoveryService({
       connections: this.connections,

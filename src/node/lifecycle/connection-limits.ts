@@ -1,14 +1,21 @@
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import type { Logger } from '../logger.ts';
-import { LIMIT_REASONS, type LimitReason } from '../quic/refusal.ts';
+import type { LimitReason } from '../quic/refusal.ts';
 import type { InboundAdmission } from '../quic/types.ts';
+import { setBounded } from '../util/bounded-map.ts';
 import { type IpPrefix, prefixContains } from '../util/ip-prefix.ts';
 import { TokenBuckets } from '../util/token-buckets.ts';
 import { addressKey, networkKey } from './connection-groups.ts';
+import type { LimitCounters } from './limit-counters.ts';
 
 /** Addresses whose rate-limit state is kept at most (a flood of fresh addresses pushes out the oldest). */
 export const MAX_RATE_LIMITED_ADDRESSES = 4096;
+/**
+ * A refusal is published as an event at most this often per address and reason (counted every
+ * time): a flood must not flood the event stream, and API subscribers, with it.
+ */
+export const REFUSAL_EVENT_INTERVAL_MS = 1_000;
 
 /** The `[connection_limits]` settings. */
 export interface ConnectionLimitSettings {
@@ -40,6 +47,8 @@ export interface ConnectionCapacity {
 export interface InboundLimiterOptions {
   readonly settings: ConnectionLimitSettings;
   readonly capacity: ConnectionCapacity;
+  /** Shared with the connection manager, which counts its own refusals and prunes there. */
+  readonly counters: LimitCounters;
   readonly bus: EventBus<NodeEventMap>;
   readonly logger: Logger;
   readonly now?: () => number;
@@ -69,8 +78,8 @@ interface Admitted {
  * before any TLS work. Refuses when too many connections come from one address or network, when
  * too many are still pending (handshake or identity exchange) from one address or overall, when
  * an address opens new ones faster than its token bucket allows, and when the node is at
- * capacity and nothing can be pruned for this one. Every refusal and prune (its own, and the
- * connection manager's) is published as `connection.limited` and counted by reason.
+ * capacity and nothing can be pruned for this one. Each refusal is counted by reason and
+ * published as `connection.limited` (at most once a second per address and reason).
  */
 export class InboundLimiter implements InboundAdmission {
   readonly name = 'connection-limits';
@@ -81,7 +90,8 @@ export class InboundLimiter implements InboundAdmission {
   /** Admitted but not yet handed to the connection manager (it cannot count them yet). */
   private inHandshake = 0;
   private readonly rate: TokenBuckets;
-  private readonly refusals = new Map<LimitReason, number>(LIMIT_REASONS.map((reason) => [reason, 0]));
+  /** When a refusal event was last published, by `address reason`. */
+  private readonly lastEvent = new Map<string, number>();
   private readonly offs: Array<() => void> = [];
   private readonly log: Logger;
 
@@ -97,12 +107,7 @@ export class InboundLimiter implements InboundAdmission {
   }
 
   start(): void {
-    this.offs.push(
-      this.options.bus.on('peer.exchanged', (e) => this.exchanged(e.payload.connectionId)),
-      this.options.bus.on('connection.limited', (e) => {
-        this.refusals.set(e.payload.reason, (this.refusals.get(e.payload.reason) ?? 0) + 1);
-      }),
-    );
+    this.offs.push(this.options.bus.on('peer.exchanged', (e) => this.exchanged(e.payload.connectionId)));
   }
 
   stop(): void {
@@ -151,13 +156,19 @@ export class InboundLimiter implements InboundAdmission {
   }
 
   refused(host: string, reason: LimitReason): void {
+    this.options.counters.count(reason);
+    const key = `${addressKey(host)} ${reason}`;
+    const now = this.now();
+    const last = this.lastEvent.get(key);
+    if (last !== undefined && now - last < REFUSAL_EVENT_INTERVAL_MS) return;
+    setBounded(this.lastEvent, key, now, MAX_RATE_LIMITED_ADDRESSES);
     this.log.debug({ host, reason }, 'inbound connection refused');
     this.options.bus.emit('connection.limited', { remoteAddress: host, peerId: null, reason });
   }
 
   stats(): ConnectionLimitStats {
     return {
-      refusals: LIMIT_REASONS.map((reason) => ({ reason, count: this.refusals.get(reason) ?? 0 })),
+      refusals: this.options.counters.list(),
       pending: [...this.admitted.values()].filter((e) => e.stage !== 'established').length,
       inbound: this.admitted.size,
     };
@@ -200,6 +211,10 @@ export class InboundLimiter implements InboundAdmission {
       this.perAddress.set(address, counts);
     }
     return counts;
+  }
+
+  private now(): number {
+    return this.options.now?.() ?? performance.now();
   }
 
   private isExempt(host: string): boolean {

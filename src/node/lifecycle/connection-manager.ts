@@ -13,6 +13,7 @@ import { MAX_PROTOCOL_ERRORS, READ_TIMEOUT_MS } from '../wire/constants.ts';
 import { ReadTimeoutError, UnexpectedMessageError } from '../wire/errors.ts';
 import { connectionGroup } from './connection-groups.ts';
 import { PeerProtection, type PruneCandidate, choosePruneVictim } from './connection-pruner.ts';
+import type { LimitCounters } from './limit-counters.ts';
 
 /** How long stop() waits for connections to close gracefully. */
 export const CLOSE_GRACE_MS = 1_000;
@@ -73,6 +74,8 @@ export interface ConnectionManagerOptions {
   readonly cleanupIntervalMs: number;
   readonly maxConnections: number;
   readonly ownPeerId: string;
+  /** Where refusals for capacity and prunes are counted (shared with the inbound limits). */
+  readonly limitCounters?: LimitCounters;
 }
 
 let pendingIds = 0;
@@ -304,6 +307,7 @@ export class ConnectionManager {
   }
 
   private limited(remoteAddress: string, peerId: string | null, reason: LimitReason): void {
+    this.options.limitCounters?.count(reason);
     this.log.debug({ peerId, remoteAddress, reason }, 'connection limited');
     this.options.bus.emit('connection.limited', { remoteAddress, peerId, reason });
   }

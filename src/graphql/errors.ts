@@ -1,6 +1,7 @@
 import { createGraphQLError } from 'graphql-yoga';
 import type { GraphQLError } from 'graphql';
 import { RemoteNetworkError } from '../node/errors.ts';
+import { PeerConnectionLimitError } from '../node/quic/errors.ts';
 
 /**
  * Expected errors carry `extensions.code`; anything else is masked as "Unexpected error." so that
@@ -19,6 +20,10 @@ export function userInputError(message: string, extensions: Record<string, unkno
 
 /** Node errors are part of the contract (typed, with a code); convert them for clients. */
 export function exposeNodeError(error: unknown): GraphQLError | undefined {
+  if (error instanceof PeerConnectionLimitError) {
+    // Which limit, as the ConnectionLimitReason enum names it.
+    return createGraphQLError(error.message, { extensions: { code: error.code, limit: error.reason.toUpperCase() } });
+  }
   if (error instanceof RemoteNetworkError) {
     return createGraphQLError(error.message, { extensions: { code: error.code } });
   }

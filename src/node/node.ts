@@ -16,7 +16,10 @@ import { RelayClient, type RelaySession } from './relay/relay-client.ts';
 import { RelayServer } from './relay/relay-server.ts';
 import { type RelayRoute, RelayedTransport } from './relay/relayed-transport.ts';
 import { IdentityExchanger, formatAddress } from './exchange/identity-exchange.ts';
+import { InboundLimiter } from './lifecycle/connection-limits.ts';
 import { type ConnectionInfo, ConnectionManager } from './lifecycle/connection-manager.ts';
+import { HistoryProtection } from './lifecycle/history-protection.ts';
+import { LimitCounters } from './lifecycle/limit-counters.ts';
 import { QuicTransport } from './quic/quic-transport.ts';
 import { EventBus } from './events/bus.ts';
 import type { NodeEventMap } from './events/types.ts';
@@ -71,6 +74,7 @@ export class RemoteNode {
   readonly metadataPublisher: MetadataPublisher;
   readonly metadataFetcher: MetadataFetcher;
   readonly transport: QuicTransport;
+  readonly connectionLimits: InboundLimiter;
   readonly connections: ConnectionManager;
   readonly discovery: DiscoveryService;
   readonly reachability: ReachabilityService;
@@ -145,6 +149,24 @@ export class RemoteNode {
       ttlMs: config.dht.metadata_cache_ttl * 1000,
     });
     const idleTimeoutMs = config.quic.quic_idle_timeout * 1000;
+    const limits = config.connection_limits;
+    const limitCounters = new LimitCounters();
+    this.connectionLimits = new InboundLimiter({
+      settings: {
+        maxInboundPerIp: limits.max_inbound_per_ip,
+        maxInboundPerSubnet: limits.max_inbound_per_subnet,
+        maxPendingPerIp: limits.max_pending_per_ip,
+        maxPending: limits.max_pending,
+        inboundPerMinutePerIp: limits.inbound_rate_per_ip,
+        inboundBurstPerIp: limits.inbound_burst_per_ip,
+        allowlist: limits.allowlist,
+      },
+      // The connection manager, built below, owns the slots and decides what to prune.
+      capacity: { makeRoomFor: (group, reserved) => this.connections.makeRoomFor(group, reserved) },
+      counters: limitCounters,
+      bus: this.bus,
+      logger,
+    });
     this.transport = new QuicTransport({
       identity,
       host: config.node.listen_host,
@@ -154,6 +176,7 @@ export class RemoteNode {
       // itself (and says so) before QUIC would drop it silently.
       idleTimeoutMs: idleTimeoutMs * 2,
       maxConnections: config.quic.max_connections,
+      admission: this.connectionLimits,
     });
     const exchanger = new IdentityExchanger({
       local: {
@@ -178,6 +201,7 @@ export class RemoteNode {
       maxConnections: config.quic.max_connections,
       ownPeerId: identity.peerId,
       storage,
+      limitCounters,
     });
     this.discovery = new DiscoveryService({
       connections: this.connections,
@@ -248,6 +272,11 @@ export class RemoteNode {
       const remote = parseHostPort(e.payload.remoteAddress);
       if (remote && e.payload.dhtPort > 0 && this.dht.running) this.dht.addNode({ host: remote.host, port: e.payload.dhtPort });
     });
+    const historyProtection = new HistoryProtection({
+      bus: this.bus,
+      connections: this.connections,
+      bootstrap: config.peer_discovery.bootstrap_peers,
+    });
     const relayClientComponent: Component = {
       name: 'relay-client',
       start: () => {
@@ -257,6 +286,8 @@ export class RemoteNode {
     };
     this.components = [
       this.dht,
+      this.connectionLimits,
+      historyProtection,
       this.transport,
       this.connections,
       this.reachability,

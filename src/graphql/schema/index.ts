@@ -8,6 +8,7 @@ import './events.ts';
 import './metadata.ts';
 import './dht.ts';
 import './connections.ts';
+import './connection-limits.ts';
 import './nat.ts';
 
 /** The API schema. Importing this module has no side effect beyond building the schema. */

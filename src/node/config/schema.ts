@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { type IpPrefix, parseIpPrefix } from '../util/ip-prefix.ts';
 
 /**
  * Every setting the node understands, declared once. The loader, the environment mapping, the CLI
@@ -94,6 +95,19 @@ const originList = z.string().transform((text, ctx) => {
     }
   }
   return items;
+});
+
+const prefixList = z.string().transform((text, ctx) => {
+  const prefixes: IpPrefix[] = [];
+  for (const item of text.split(',').map((s) => s.trim()).filter((s) => s.length > 0)) {
+    const prefix = parseIpPrefix(item);
+    if (!prefix) {
+      ctx.addIssue({ code: 'custom', message: `"${item}" is not an IP address or CIDR prefix`, params: DETAIL });
+      return z.NEVER;
+    }
+    prefixes.push(prefix);
+  }
+  return prefixes;
 });
 
 export const NODE_TYPES = ['auto', 'public', 'private'] as const;
@@ -226,7 +240,51 @@ export const CONFIG_SPEC = {
       integer(1, 10_000),
       '200',
       'an integer from 1 to 10000',
-      'Open connections at most (inbound beyond it are refused, dials wait).',
+      'Open connections at most (beyond it an inbound one prunes an unprotected connection of a more crowded network or is refused; dials wait).',
+    ),
+  },
+  connection_limits: {
+    max_inbound_per_ip: setting(
+      integer(1, 10_000),
+      '8',
+      'an integer from 1 to 10000',
+      'Inbound connections from one IP address at once, handshakes included (IPv6: one /64). A home NAT hides a few nodes behind one address; a relay serving NAT clients behind a carrier-grade NAT may need more.',
+    ),
+    max_inbound_per_subnet: setting(
+      integer(1, 10_000),
+      '32',
+      'an integer from 1 to 10000',
+      'Inbound connections from one /24 (IPv4) or /48 (IPv6) at once.',
+    ),
+    max_pending_per_ip: setting(
+      integer(1, 10_000),
+      '4',
+      'an integer from 1 to 10000',
+      'Inbound connections from one IP address still in the TLS handshake or the identity exchange.',
+    ),
+    max_pending: setting(
+      integer(1, 10_000),
+      '32',
+      'an integer from 1 to 10000',
+      'Inbound connections still in the TLS handshake or the identity exchange, all addresses together.',
+    ),
+    inbound_rate_per_ip: setting(
+      integer(1, 60_000),
+      '60',
+      'a number of connections per minute from 1 to 60000',
+      'New inbound connections per minute from one IP address, once its burst is spent (a token bucket).',
+    ),
+    inbound_burst_per_ip: setting(
+      integer(1, 10_000),
+      '10',
+      'an integer from 1 to 10000',
+      'New inbound connections one IP address may open in a burst before inbound_rate_per_ip applies.',
+    ),
+    allowlist: setting(
+      prefixList,
+      '127.0.0.0/8,::1/128',
+      'a comma-separated list of IP addresses or CIDR prefixes such as 10.0.0.0/8 (may be empty)',
+      'Addresses exempt from the limits of this section (they still count toward max_connections): loopback by default, where devnets and tests run many nodes on one address.',
     ),
   },
   api: {

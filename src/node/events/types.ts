@@ -1,3 +1,5 @@
+import type { LimitReason } from '../quic/refusal.ts';
+
 /**
  * Every event the node publishes, name → payload. Payloads are plain JSON values so that the API
  * can stream them unchanged. Events declared here before anything emits them (jobs, workflows,
@@ -35,6 +37,11 @@ export interface NodeEventMap {
     viaRelay: boolean;
   };
   'connection.rejected': { remoteAddress: string; claimedPeerId: string | null; reason: string };
+  /**
+   * A connection refused or closed for a connection limit (see src/node/quic/refusal.ts for the
+   * reasons). peerId is null when refused before the TLS handshake proved who it was.
+   */
+  'connection.limited': { remoteAddress: string; peerId: string | null; reason: LimitReason };
   /** An identity + known-peers exchange completed on a connection. */
   'peer.exchanged': {
     peerId: string;
@@ -89,6 +96,7 @@ export const NODE_EVENT_TYPES = [
   'peer.evicted',
   'connection.state.changed',
   'connection.rejected',
+  'connection.limited',
   'peer.exchanged',
   'dht.metadata.published',
   'dht.metadata.fetched',

@@ -6,13 +6,24 @@ import { type ExchangeResult, type IdentityExchanger, formatAddress } from '../e
 import type { StorageWriteReporter } from '../health/storage-health.ts';
 import type { Logger } from '../logger.ts';
 import { settleWithin } from '../util/time-bounds.ts';
+import { PeerConnectionLimitError } from '../quic/errors.ts';
+import { type LimitReason, refusalPhrase } from '../quic/refusal.ts';
 import type { Direction, PeerConnection, PeerStream, Transport } from '../quic/types.ts';
 import { MessageChannel, isProtocolError } from '../wire/channel.ts';
 import { MAX_PROTOCOL_ERRORS, READ_TIMEOUT_MS } from '../wire/constants.ts';
 import { ReadTimeoutError, UnexpectedMessageError } from '../wire/errors.ts';
+import { connectionGroup } from './connection-groups.ts';
+import { PeerProtection, type PruneCandidate, choosePruneVictim } from './connection-pruner.ts';
+import type { LimitCounters } from './limit-counters.ts';
 
 /** How long stop() waits for connections to close gracefully. */
 export const CLOSE_GRACE_MS = 1_000;
+/**
+ * An inbound connection whose identity exchange has not completed by then is closed: until then
+ * it holds one of the pending slots of the connection limits. Two read deadlines, since the
+ * exchange has two reads and a loaded node may be slow at both.
+ */
+export const EXCHANGE_DEADLINE_MS = 2 * READ_TIMEOUT_MS;
 
 export class ConnectionLimitError extends RemoteNetworkError {
   readonly code = 'CONNECTION_LIMIT';
@@ -48,6 +59,8 @@ interface Tracked {
   readonly openedAt: Date;
   readonly viaRelay: boolean;
   protocolErrors: number;
+  /** An identity exchange completed on it. */
+  exchanged: boolean;
 }
 
 /** Consumes an inbound connection before it is adopted (true = taken, e.g. a reachability dial-back). */
@@ -64,6 +77,8 @@ export interface ConnectionManagerOptions {
   readonly ownPeerId: string;
   /** Told about storage failures a stream handler meets (counted and logged there, once per kind). */
   readonly storage?: StorageWriteReporter;
+  /** Where refusals for capacity and prunes are counted (shared with the inbound limits). */
+  readonly limitCounters?: LimitCounters;
 }
 
 let pendingIds = 0;
@@ -86,6 +101,8 @@ export class ConnectionManager {
   private readonly loggedFaults = new Set<string>();
   private cleanupTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
+  /** Peers never pruned (see connection-pruner.ts): relays, bootstrap peers, and whatever tags later code sets. */
+  readonly protection = new PeerProtection();
 
   constructor(private readonly options: ConnectionManagerOptions) {
     this.log = options.logger.child({ component: 'connections' });
@@ -199,6 +216,9 @@ export class ConnectionManager {
       // Lost a simultaneous-dial tie-break (ours or the peer's): the surviving connection is the answer.
       const winner = record.peerId ? await this.survivor(record.peerId) : undefined;
       if (winner && winner !== record) return this.info(winner);
+      // Refused by the peer's limits once the handshake was done (it had no room after all, or pruned us).
+      const refusal = record.connection?.remoteRefusal;
+      if (refusal !== undefined) throw new PeerConnectionLimitError(record.remoteAddress, refusal, { cause: error });
       throw error;
     }
   }
@@ -237,17 +257,64 @@ export class ConnectionManager {
   /** Adopts a connection the peer opened (QUIC, or a relay circuit's control stream). */
   accept(connection: PeerConnection): void {
     for (const intercept of this.interceptors) if (intercept(connection)) return;
-    if (this.tracked.size >= this.options.maxConnections) {
-      void connection.close('too many connections');
+    const remoteAddress = formatAddress(connection.remoteAddress);
+    // The QUIC limits made room before the handshake; this catches what arrived meanwhile and
+    // relayed connections, which do not pass them.
+    if (!this.makeRoomFor(connectionGroup(remoteAddress, connection.viaRelay), 0)) {
+      this.limited(remoteAddress, connection.remotePeerId, 'capacity');
+      void connection.close(refusalPhrase('capacity'));
       return;
     }
     const record = this.adopt(connection, null);
     if (!record) return;
-    // The dialer must start the exchange promptly; a silent connection is dropped.
+    // The dialer must complete the exchange promptly; a connection that does not is dropped.
     const deadline = setTimeout(() => {
-      if (record.state === 'CONNECTING') void connection.close('no identity exchange');
-    }, READ_TIMEOUT_MS);
+      if (!record.exchanged && record.state !== 'CLOSED') void connection.close('no identity exchange');
+    }, EXCHANGE_DEADLINE_MS);
     deadline.unref();
+  }
+
+  /**
+   * Whether one more inbound connection from network `group` fits, `reserved` more being on
+   * their way in (admitted by the limits, still in their handshake). At capacity, an unprotected
+   * connection from a more crowded network is pruned for it (connection-pruner.ts).
+   */
+  makeRoomFor(group: string, reserved: number): boolean {
+    if (this.tracked.size + reserved < this.options.maxConnections) return true;
+    const victim = choosePruneVictim(this.pruneCandidates(), group);
+    const record = victim ? this.tracked.get(victim.id) : undefined;
+    if (!record?.connection) return false;
+    this.limited(record.remoteAddress, record.peerId, 'pruned');
+    // Its slot is free at once: the close itself waits for the peer.
+    this.transition(record, 'CLOSED', 'pruned');
+    this.tracked.delete(record.id);
+    void record.connection.close(refusalPhrase('pruned'));
+    return true;
+  }
+
+  protect(peerId: string, tag: string): void {
+    this.protection.protect(peerId, tag);
+  }
+
+  unprotect(peerId: string, tag: string): void {
+    this.protection.unprotect(peerId, tag);
+  }
+
+  private pruneCandidates(): PruneCandidate[] {
+    return [...this.tracked.values()].map((t) => ({
+      id: t.id,
+      group: connectionGroup(t.remoteAddress, t.viaRelay),
+      inbound: t.direction === 'inbound',
+      protected: this.protection.isProtected(t.peerId),
+      activeStreams: t.activeStreams,
+      openedAt: t.openedAt,
+    }));
+  }
+
+  private limited(remoteAddress: string, peerId: string | null, reason: LimitReason): void {
+    this.options.limitCounters?.count(reason);
+    this.log.debug({ peerId, remoteAddress, reason }, 'connection limited');
+    this.options.bus.emit('connection.limited', { remoteAddress, peerId, reason });
   }
 
   /**
@@ -300,7 +367,15 @@ export class ConnectionManager {
 
   private track(init: Pick<Tracked, 'id' | 'connection' | 'peerId' | 'remoteAddress' | 'direction' | 'viaRelay'>): Tracked {
     const now = new Date();
-    const record: Tracked = { ...init, state: 'CONNECTING', activeStreams: 0, lastActivity: now, openedAt: now, protocolErrors: 0 };
+    const record: Tracked = {
+      ...init,
+      state: 'CONNECTING',
+      activeStreams: 0,
+      lastActivity: now,
+      openedAt: now,
+      protocolErrors: 0,
+      exchanged: false,
+    };
     this.tracked.set(record.id, record);
     this.options.bus.emit('connection.state.changed', {
       peerId: record.peerId,
@@ -367,6 +442,8 @@ export class ConnectionManager {
   }
 
   private exchanged(connection: PeerConnection, result: ExchangeResult): void {
+    const record = this.tracked.get(connection.id);
+    if (record) record.exchanged = true;
     this.options.bus.emit('peer.exchanged', {
       peerId: connection.remotePeerId,
       connectionId: connection.id,

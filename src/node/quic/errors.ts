@@ -1,4 +1,5 @@
 import { RemoteNetworkError } from '../errors.ts';
+import type { LimitReason } from './refusal.ts';
 
 /** The remote proved (by TLS) a different peer id than the one the dialer expected. */
 export class PeerIdMismatchError extends RemoteNetworkError {
@@ -114,5 +115,21 @@ export class BindError extends RemoteNetworkError {
     options?: ErrorOptions,
   ) {
     super(`cannot bind the QUIC socket to ${address}`, options);
+  }
+}
+
+/**
+ * The remote refused (or pruned) our connection for one of its connection limits: it is full for
+ * us, not unreachable. Distinct from CONNECTION_LIMIT, which is this node's own cap.
+ */
+export class PeerConnectionLimitError extends RemoteNetworkError {
+  readonly code = 'PEER_CONNECTION_LIMIT';
+
+  constructor(
+    readonly address: string,
+    readonly reason: LimitReason,
+    options?: ErrorOptions,
+  ) {
+    super(`peer at ${address} refused the connection: connection limit (${reason})`, options);
   }
 }

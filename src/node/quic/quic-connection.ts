@@ -4,6 +4,7 @@ import type { Logger } from '../logger.ts';
 import { MAX_CLOSE_REASON_BYTES, MAX_PENDING_INBOUND_STREAMS, RTT_CACHE_MS } from './constants.ts';
 import { ConnectionClosedError, StreamOpenError } from './errors.ts';
 import type { ProvenPeer } from './peer-certificate.ts';
+import { LIMIT_APP_CLOSE_CODE, type LimitReason, parseRefusalPhrase, remoteLimitRefusal } from './refusal.ts';
 import type { Direction, PeerConnection, PeerStream } from './types.ts';
 
 /** Reasons `closed` resolves with when no caller gave one. */
@@ -16,7 +17,7 @@ export interface QuicPeerConnectionInit {
   readonly direction: Direction;
   readonly logger: Logger;
   /** Closes through the connection's owner: an outbound one must be destroyed via its QUICClient. */
-  readonly stop: (reason: Uint8Array) => Promise<void>;
+  readonly stop: (reason: Uint8Array, errorCode?: number) => Promise<void>;
 }
 
 /**
@@ -45,6 +46,8 @@ export class QuicPeerConnection implements PeerConnection {
   readonly openedAt = new Date();
   readonly viaRelay = false;
   readonly closed: Promise<string>;
+  /** The remote closed this connection for one of its connection limits. */
+  remoteRefusal: LimitReason | undefined;
 
   private resolveClosed: (reason: string) => void = () => {};
   /** The first known cause of the close (ours or the library's); later ones do not replace it. */
@@ -112,10 +115,17 @@ export class QuicPeerConnection implements PeerConnection {
     return value;
   }
 
+  /** Being closed or closed: it no longer takes one of the transport's slots. */
+  get closing(): boolean {
+    return this.finished || this.stopping !== undefined;
+  }
+
+  /** A reason naming a connection limit (refusal.ts) is sent with the limit close code, so the peer can tell. */
   async close(reason: string = CLOSE_REASON_LOCAL): Promise<void> {
     this.reason ??= reason;
     if (!this.finished) {
-      this.stopping ??= this.init.stop(encodeReason(reason)).catch((error: unknown) => {
+      const code = parseRefusalPhrase(reason) !== undefined ? LIMIT_APP_CLOSE_CODE : undefined;
+      this.stopping ??= this.init.stop(encodeReason(reason), code).catch((error: unknown) => {
         this.log.warn({ err: error }, 'QUIC connection did not stop cleanly');
         this.finish();
       });
@@ -148,7 +158,9 @@ export class QuicPeerConnection implements PeerConnection {
   }
 
   private readonly handleError = (event: Event): void => {
-    if (event instanceof quicEvents.EventQUICConnectionError) this.reason ??= describeClose(event.detail);
+    if (!(event instanceof quicEvents.EventQUICConnectionError)) return;
+    this.reason ??= describeClose(event.detail);
+    this.remoteRefusal ??= remoteLimitRefusal(event.detail);
   };
 
   private readonly handleStopped = (): void => {

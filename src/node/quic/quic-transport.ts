@@ -30,21 +30,24 @@ import {
   BindError,
   DialFailedError,
   DialTimeoutError,
+  PeerConnectionLimitError,
   PeerIdMismatchError,
   RawSendError,
   StreamResetError,
   TooManyConnectionsError,
   TransportNotRunningError,
 } from './errors.ts';
+import { GatedQUICServer } from './gated-server.ts';
 import { clientCrypto, serverCrypto } from './library-crypto.ts';
 import { type QuicLibraryLogger, libraryLogger } from './library-logger.ts';
 import { quicLibraryPatched } from './library-patch.ts';
 import { type ProvenPeer, createVerifyCallback, peerFromCertificates } from './peer-certificate.ts';
 import { QuicPeerConnection } from './quic-connection.ts';
-import type { DialOptions, PeerConnection, Transport } from './types.ts';
+import { LIMIT_APP_CLOSE_CODE, refusalPhrase, remoteLimitRefusal } from './refusal.ts';
+import type { DialOptions, InboundAdmission, PeerConnection, Transport } from './types.ts';
 
 export const CLOSE_REASON_TRANSPORT_STOPPED = 'transport stopped';
-export const CLOSE_REASON_TOO_MANY_CONNECTIONS = 'too many connections';
+export const CLOSE_REASON_TOO_MANY_CONNECTIONS = refusalPhrase('capacity');
 export const CLOSE_REASON_NOT_ACCEPTING = 'not accepting connections';
 
 export interface QuicTransportOptions {
@@ -59,6 +62,8 @@ export interface QuicTransportOptions {
   readonly maxConnections?: number;
   /** Keep-alive ping period; default min(KEEPALIVE_INTERVAL_MS, idleTimeoutMs / 2); 0 disables. */
   readonly keepAliveIntervalMs?: number;
+  /** The connection limits, asked before the TLS handshake of every inbound connection; none = no limits. */
+  readonly admission?: InboundAdmission;
 }
 
 interface PendingDial {
@@ -156,7 +161,7 @@ export class QuicTransport implements Transport {
       await socket.start({ host: this.options.host, port: this.options.port }).catch((error: unknown) => {
         throw new BindError(`${this.options.host}:${this.options.port}`, { cause: error });
       });
-      const server = new QUICServer({
+      const serverOptions = {
         socket,
         crypto: serverCrypto(),
         config: { ...this.tlsConfig(this.verifyCallback()), key: keyPem, cert: certPem },
@@ -164,7 +169,9 @@ export class QuicTransport implements Transport {
         reasonToCode,
         codeToReason,
         logger: this.libraryLog.getChild('server'),
-      });
+      };
+      const { admission } = this.options;
+      const server = admission ? new GatedQUICServer(serverOptions, admission, this.log) : new QUICServer(serverOptions);
       server.addEventListener(quicEvents.EventQUICServerConnection.name, this.handleInbound);
       server.addEventListener(quicEvents.EventQUICServerError.name, this.ignoreLibraryError);
       await server.start();
@@ -184,7 +191,7 @@ export class QuicTransport implements Transport {
 
   async dial(address: HostPort, options: DialOptions = {}): Promise<PeerConnection> {
     const socket = this.requireRunning();
-    if (this.open.size + this.dials.size >= this.maxConnections) throw new TooManyConnectionsError(this.maxConnections);
+    if (this.liveCount() + this.dials.size >= this.maxConnections) throw new TooManyConnectionsError(this.maxConnections);
     const target = `${address.host}:${address.port}`;
     const timeoutMs = options.timeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS;
     const { expectedPeerId } = options;
@@ -217,6 +224,8 @@ export class QuicTransport implements Transport {
         throw new PeerIdMismatchError(expectedPeerId, refusal.peer.peerId, target);
       }
       if (abort.signal.aborted) throw new TransportNotRunningError();
+      const limit = remoteLimitRefusal(error);
+      if (limit !== undefined) throw new PeerConnectionLimitError(target, limit, { cause: error });
       if (isTimeout(error)) throw new DialTimeoutError(target, timeoutMs);
       throw new DialFailedError(target, refusal?.reason ?? describeError(error), { cause: error });
     } finally {
@@ -225,8 +234,8 @@ export class QuicTransport implements Transport {
 
     // Errors are also re-dispatched on the client; unheard, the library would throw them.
     client.addEventListener(quicEvents.EventQUICClientError.name, this.ignoreLibraryError);
-    const stopClient = (reason: Uint8Array) =>
-      client.destroy({ isApp: true, errorCode: APP_CLOSE_CODE, reason, force: true });
+    const stopClient = (reason: Uint8Array, errorCode = APP_CLOSE_CODE) =>
+      client.destroy({ isApp: true, errorCode, reason, force: true });
     let peer: ProvenPeer;
     try {
       peer = peerFromCertificates(client.connection.getRemoteCertsChain());
@@ -304,23 +313,32 @@ export class QuicTransport implements Transport {
   private readonly handleInbound = (event: Event): void => {
     if (!(event instanceof quicEvents.EventQUICServerConnection)) return;
     const connection = event.detail;
-    const stopServerSide = (reason: Uint8Array) =>
-      connection.stop({ isApp: true, errorCode: APP_CLOSE_CODE, reason, force: true });
+    const connectionId = connection.connectionId.toString();
+    const { admission } = this.options;
+    const stopServerSide = (reason: Uint8Array, errorCode = APP_CLOSE_CODE) =>
+      connection.stop({ isApp: true, errorCode, reason, force: true });
+    const refuseAfterHandshake = (reason: string, errorCode?: number) => {
+      admission?.release(connectionId);
+      void stopServerSide(Buffer.from(reason), errorCode).catch(() => {});
+    };
     let peer: ProvenPeer;
     try {
       peer = peerFromCertificates(connection.getRemoteCertsChain());
     } catch (error) {
       this.log.error({ err: error }, 'inbound connection without a usable certificate after verification');
-      void stopServerSide(Buffer.from('bad certificate')).catch(() => {});
+      refuseAfterHandshake('bad certificate');
       return;
     }
     const refuse = this.refusal();
     if (refuse !== undefined) {
       this.log.debug({ peer: peer.peerId, reason: refuse }, 'inbound QUIC connection refused');
-      void stopServerSide(Buffer.from(refuse)).catch(() => {});
+      if (refuse === CLOSE_REASON_TOO_MANY_CONNECTIONS) admission?.refused(connection.remoteHost, 'capacity');
+      refuseAfterHandshake(refuse, refuse === CLOSE_REASON_TOO_MANY_CONNECTIONS ? LIMIT_APP_CLOSE_CODE : APP_CLOSE_CODE);
       return;
     }
+    admission?.handshakeDone(connectionId);
     const adapter = this.track(connection, peer, 'inbound', stopServerSide);
+    if (admission) void adapter.closed.then(() => admission.release(connectionId));
     this.log.debug({ peer: peer.peerId, address: adapter.remoteAddress, connection: adapter.id }, 'QUIC connection in');
     try {
       this.connectionHandler?.(adapter);
@@ -342,15 +360,22 @@ export class QuicTransport implements Transport {
   private refusal(): string | undefined {
     if (this.state !== 'running') return CLOSE_REASON_TRANSPORT_STOPPED;
     if (!this.connectionHandler) return CLOSE_REASON_NOT_ACCEPTING;
-    if (this.open.size >= this.maxConnections) return CLOSE_REASON_TOO_MANY_CONNECTIONS;
+    if (this.liveCount() >= this.maxConnections) return CLOSE_REASON_TOO_MANY_CONNECTIONS;
     return undefined;
+  }
+
+  /** Open connections not being closed: one closed to make room (pruned) no longer takes a slot. */
+  private liveCount(): number {
+    let live = 0;
+    for (const connection of this.open) if (!connection.closing) live += 1;
+    return live;
   }
 
   private track(
     connection: QUICConnection,
     peer: ProvenPeer,
     direction: 'inbound' | 'outbound',
-    stop: (reason: Uint8Array) => Promise<void>,
+    stop: (reason: Uint8Array, errorCode?: number) => Promise<void>,
   ): QuicPeerConnection {
     const adapter = new QuicPeerConnection({ connection, peer, direction, logger: this.log, stop });
     this.open.add(adapter);

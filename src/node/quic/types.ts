@@ -1,4 +1,5 @@
 import type { HostPort } from '../config/schema.ts';
+import type { LimitReason } from './refusal.ts';
 
 /**
  * The transport contract the rest of the node codes against (exchange, lifecycle, discovery).
@@ -36,6 +37,8 @@ export interface PeerConnection {
   close(reason?: string): Promise<void>;
   /** Resolves once the connection is closed, for any reason (with that reason). */
   readonly closed: Promise<string>;
+  /** Set when the remote closed it for one of its connection limits (see refusal.ts). */
+  readonly remoteRefusal?: LimitReason | undefined;
 }
 
 export interface DialOptions {
@@ -52,4 +55,20 @@ export interface Transport {
   onConnection(handler: (connection: PeerConnection) => void): void;
   /** Raw UDP from the listening socket (hole punching). */
   sendRaw(data: Uint8Array, address: HostPort): Promise<void>;
+}
+
+/**
+ * The connection limits, as the transport asks them: once a dialer's address is proven (its
+ * Initial carries our valid retry token) and before any TLS work, then as the connection passes
+ * TLS, and when it is gone. Every admitted connection is released exactly once.
+ */
+export interface InboundAdmission {
+  /** Undefined admits the connection (counted from now on under `connectionId`); a reason refuses it. */
+  admit(host: string, connectionId: string): LimitReason | undefined;
+  /** The admitted connection passed TLS and goes to the node. */
+  handshakeDone(connectionId: string): void;
+  /** The admitted connection is gone (handshake failed, refused after it, or closed). */
+  release(connectionId: string): void;
+  /** A refusal the transport made itself after the handshake (its own connection cap). */
+  refused(host: string, reason: LimitReason): void;
 }

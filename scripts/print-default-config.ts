@@ -1,7 +1,11 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { SECTION_NAMES, settingsOf } from '../src/node/config/schema.ts';
+import { withConfigTable } from './config-table.ts';
 
-/** Writes configs/default.ini from the settings table (a test checks the two agree). */
+/**
+ * Writes configs/default.ini and the configuration table of README.md from the settings table
+ * (a test checks all three agree).
+ */
 const lines = [
   '; Remote Network: every setting with its built-in default.',
   '; Precedence: built-in defaults < this file (--config) < REMOTE_NETWORK_<SECTION>_<KEY> < CLI flags.',
@@ -14,3 +18,6 @@ for (const section of SECTION_NAMES) {
   }
 }
 writeFileSync(new URL('../configs/default.ini', import.meta.url), `${lines.join('\n')}\n`);
+
+const readme = new URL('../README.md', import.meta.url);
+writeFileSync(readme, withConfigTable(readFileSync(readme, 'utf8')));

@@ -7,6 +7,7 @@ import { ConfigError } from '../src/node/config/errors.ts';
 import { loadConfig } from '../src/node/config/load.ts';
 import { SECTION_NAMES, settingsOf } from '../src/node/config/schema.ts';
 import { tempDir } from './helpers/temp.ts';
+import { withConfigTable } from '../scripts/config-table.ts';
 
 function problemsOf(fn: () => unknown): readonly string[] {
   try {
@@ -48,6 +49,11 @@ describe('configuration', () => {
     }
     // And loading it changes nothing.
     assert.deepEqual(loadConfig({ file: 'configs/default.ini' }), loadConfig());
+  });
+
+  it("README.md's configuration table lists every setting as the schema declares it", () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    assert.equal(readme, withConfigTable(readme), 'README.md differs from the schema: run npm run config:print');
   });
 
   it('layers defaults < file < environment < flags', (t) => {

@@ -3,7 +3,7 @@ import { createLogger } from '../../src/node/logger.ts';
 import { QuicTransport, type QuicTransportOptions } from '../../src/node/quic/quic-transport.ts';
 import type { PeerConnection } from '../../src/node/quic/types.ts';
 import { MessageChannel } from '../../src/node/wire/channel.ts';
-import { identityMessage, knownPeersMessage } from '../../src/node/wire/messages.ts';
+import { type KnownPeerEntry, type KnownPeersMessage, identityMessage, knownPeersMessage } from '../../src/node/wire/messages.ts';
 import { tempDir } from './temp.ts';
 
 type TestContext = { after(fn: () => unknown): void };
@@ -22,8 +22,11 @@ export async function startRawPeer(t: TestContext, host = '127.0.0.1', options: 
   return { identity, transport };
 }
 
-/** The dialer's half of the identity exchange, honestly (its own identity, no peers to share). */
-export async function exchangeAs(peer: RawPeer, connection: PeerConnection): Promise<void> {
+/**
+ * The dialer's half of the identity exchange with its own identity, sharing `peers` (none by
+ * default); resolves with the list the node answered with.
+ */
+export async function exchangeAs(peer: RawPeer, connection: PeerConnection, peers: readonly KnownPeerEntry[] = []): Promise<KnownPeersMessage> {
   const channel = new MessageChannel(await connection.openStream());
   await channel.sendFinal(
     {
@@ -39,9 +42,10 @@ export async function exchangeAs(peer: RawPeer, connection: PeerConnection): Pro
       listen_addresses: [],
       observed_address: null,
     },
-    { type: 'known_peers', topic: 'remote-network-mesh', count: 0, peers: [] },
+    { type: 'known_peers', topic: 'remote-network-mesh', count: peers.length, peers: [...peers] },
   );
   await channel.receive(identityMessage, 'identity');
-  await channel.receive(knownPeersMessage, 'known_peers');
+  const answer = await channel.receive(knownPeersMessage, 'known_peers');
   await channel.finish();
+  return answer;
 }

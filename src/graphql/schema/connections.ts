@@ -3,6 +3,7 @@ import type { BusEvent } from '../../node/events/bus.ts';
 import type { NodeEventMap } from '../../node/events/types.ts';
 import { isPeerId } from '../../node/identity/peer-id.ts';
 import type { ConnectionInfo } from '../../node/lifecycle/connection-manager.ts';
+import { filterAsyncIterator } from '../async-iterators.ts';
 import { builder } from '../builder.ts';
 import { userInputError } from '../errors.ts';
 import { KnownPeer, KnownPeerSource } from './known-peers.ts';
@@ -102,12 +103,10 @@ builder.subscriptionField('connectionStateChanged', (t) =>
     type: ConnectionStateChange,
     description: 'Every connection state transition, optionally for one peer.',
     args: { peerId: t.arg.id({ required: false }) },
-    subscribe: async function* (_root, args, ctx) {
+    subscribe: (_root, args, ctx) => {
       const peerId = args.peerId == null ? undefined : String(args.peerId).toLowerCase();
-      for await (const event of ctx.node.bus.subscribe({ types: new Set(['connection.state.changed'] as const) })) {
-        const change = event as StateChange;
-        if (peerId === undefined || change.payload.peerId === peerId) yield change;
-      }
+      const changes = ctx.node.bus.subscribe({ types: new Set(['connection.state.changed'] as const) }) as AsyncIterableIterator<StateChange>;
+      return peerId === undefined ? changes : filterAsyncIterator(changes, (change) => change.payload.peerId === peerId);
     },
     resolve: (event) => event,
   }),

@@ -11,6 +11,7 @@ export const ErrorCode = {
   UNAUTHENTICATED: 'UNAUTHENTICATED',
   FORBIDDEN: 'FORBIDDEN',
   QUERY_LIMIT_EXCEEDED: 'QUERY_LIMIT_EXCEEDED',
+  SUBSCRIPTION_LIMIT: 'SUBSCRIPTION_LIMIT',
 } as const;
 
 export function userInputError(message: string, extensions: Record<string, unknown> = {}): GraphQLError {

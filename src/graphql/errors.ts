@@ -12,6 +12,7 @@ export const ErrorCode = {
   FORBIDDEN: 'FORBIDDEN',
   QUERY_LIMIT_EXCEEDED: 'QUERY_LIMIT_EXCEEDED',
   SUBSCRIPTION_LIMIT: 'SUBSCRIPTION_LIMIT',
+  UNSUPPORTED_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
 } as const;
 
 export function userInputError(message: string, extensions: Record<string, unknown> = {}): GraphQLError {

@@ -9,6 +9,7 @@ import type { Logger } from '../node/logger.ts';
 import type { RemoteNode } from '../node/node.ts';
 import { type AccessPolicy, MAX_REQUEST_BYTES, bearerToken, checkHostAndOrigin, checkToken, useAccessControl } from './access.ts';
 import type { GraphQLContext } from './context.ts';
+import { useCsrfPrevention } from './csrf.ts';
 import { ErrorCode, exposeNodeError } from './errors.ts';
 import { schema } from './schema/index.ts';
 import { type SubscriptionCaps, type SubscriptionClient, SubscriptionLimiter, useSubscriptionLimits } from './subscription-limits.ts';
@@ -104,6 +105,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     },
     plugins: [
       useAccessControl(access),
+      useCsrfPrevention(),
       useSubscriptionLimits(subscriptionLimiter, subscriptionClientOf),
       ...armor.protect().plugins,
     ],

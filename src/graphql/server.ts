@@ -1,7 +1,7 @@
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
-import { type ExecutionArgs, GraphQLError } from 'graphql';
+import { type DocumentNode, type ExecutionArgs, GraphQLError } from 'graphql';
 import { createGraphQLError, createYoga } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { RemoteNetworkError } from '../node/errors.ts';
@@ -10,7 +10,7 @@ import type { RemoteNode } from '../node/node.ts';
 import { type AccessPolicy, MAX_REQUEST_BYTES, bearerToken, checkHostAndOrigin, checkToken, useAccessControl } from './access.ts';
 import type { GraphQLContext } from './context.ts';
 import { useCsrfPrevention } from './csrf.ts';
-import { ErrorCode, exposeNodeError } from './errors.ts';
+import { ErrorCode, exposeNodeError, withErrorCode, withVariableErrorCode } from './errors.ts';
 import { schema } from './schema/index.ts';
 import { type SubscriptionCaps, type SubscriptionClient, SubscriptionLimiter, useSubscriptionLimits } from './subscription-limits.ts';
 import { serveGraphQLWs } from './ws-transport.ts';
@@ -142,11 +142,16 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       onSubscribe: async (ctx, _id, payload) => {
         const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
         // A throw here would close the whole socket (and the client's other subscriptions):
-        // bad documents are answered with errors instead.
+        // bad documents are answered with errors instead, coded as yoga codes them over HTTP.
+        let document: DocumentNode;
         try {
-          const document = enveloped.parse(payload.query);
+          document = enveloped.parse(payload.query);
+        } catch (error) {
+          return [withErrorCode(error, ErrorCode.GRAPHQL_PARSE_FAILED)];
+        }
+        try {
           const errors = enveloped.validate(enveloped.schema, document);
-          if (errors.length > 0) return errors;
+          if (errors.length > 0) return errors.map((error: GraphQLError) => withErrorCode(error, ErrorCode.GRAPHQL_VALIDATION_FAILED));
           const args: ExecutionArgs = {
             schema: enveloped.schema,
             document,
@@ -157,7 +162,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
           };
           return args;
         } catch (error) {
-          return [error instanceof GraphQLError ? error : createGraphQLError('invalid operation')];
+          return [withErrorCode(error, ErrorCode.GRAPHQL_VALIDATION_FAILED)];
         }
       },
       execute: (args) => (args.rootValue as EnvelopedRoot).execute(args),
@@ -242,7 +247,7 @@ function maskError(error: unknown, message: string, log: Logger): Error {
     });
   }
   if (graphQLError && (graphQLError.originalError === undefined || graphQLError.originalError instanceof GraphQLError)) {
-    return graphQLError;
+    return withVariableErrorCode(graphQLError);
   }
   log.error({ err: original }, 'unexpected error in a GraphQL operation');
   return createGraphQLError(message, {

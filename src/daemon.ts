@@ -23,6 +23,7 @@ export async function startDaemon(config: Config, options: { logger?: Logger } =
       port: config.api.port,
       access: { token: config.api.token, allowedOrigins: config.api.allowed_origins },
       limits: { maxDepth: config.api.max_depth, maxAliases: config.api.max_aliases, maxCost: config.api.max_cost },
+      subscriptions: { perClient: config.api.max_subscriptions_per_client, perNode: config.api.max_subscriptions },
       logger,
     });
   } catch (error) {

@@ -100,7 +100,8 @@ function originAllowed(policy: AccessPolicy, origin: string, host: string | null
   }
 }
 
-function jsonError(status: number, code: string, message: string, fetchAPI: { Response: typeof Response }): Response {
+/** A GraphQL-shaped error response for refusals made before GraphQL runs. */
+export function errorResponse(status: number, code: string, message: string, fetchAPI: { Response: typeof Response }): Response {
   const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' };
   if (status === 401) headers['www-authenticate'] = 'Bearer';
   return new fetchAPI.Response(JSON.stringify({ errors: [{ message, extensions: { code } }] }), { status, headers });
@@ -119,12 +120,12 @@ export function useAccessControl(policy: AccessPolicy): Plugin {
         presentedToken: isPreflight ? policy.token : bearerToken(headers.get('authorization')),
       });
       if (!decision.ok) {
-        endResponse(jsonError(decision.status, decision.code, decision.message, fetchAPI));
+        endResponse(errorResponse(decision.status, decision.code, decision.message, fetchAPI));
         return;
       }
       const length = Number(headers.get('content-length') ?? 0);
       if (length > MAX_REQUEST_BYTES) {
-        endResponse(jsonError(413, 'PAYLOAD_TOO_LARGE', `request body exceeds ${MAX_REQUEST_BYTES} bytes`, fetchAPI));
+        endResponse(errorResponse(413, 'PAYLOAD_TOO_LARGE', `request body exceeds ${MAX_REQUEST_BYTES} bytes`, fetchAPI));
       }
     },
   };

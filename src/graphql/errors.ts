@@ -1,5 +1,5 @@
+import { GraphQLError, Kind } from 'graphql';
 import { createGraphQLError } from 'graphql-yoga';
-import type { GraphQLError } from 'graphql';
 import { RemoteNetworkError } from '../node/errors.ts';
 import { PeerConnectionLimitError } from '../node/quic/errors.ts';
 
@@ -12,6 +12,11 @@ export const ErrorCode = {
   UNAUTHENTICATED: 'UNAUTHENTICATED',
   FORBIDDEN: 'FORBIDDEN',
   QUERY_LIMIT_EXCEEDED: 'QUERY_LIMIT_EXCEEDED',
+  /** yoga's codes for documents that do not parse or validate (set here for graphql-ws too). */
+  GRAPHQL_PARSE_FAILED: 'GRAPHQL_PARSE_FAILED',
+  GRAPHQL_VALIDATION_FAILED: 'GRAPHQL_VALIDATION_FAILED',
+  SUBSCRIPTION_LIMIT: 'SUBSCRIPTION_LIMIT',
+  UNSUPPORTED_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
 } as const;
 
 export function userInputError(message: string, extensions: Record<string, unknown> = {}): GraphQLError {
@@ -28,4 +33,32 @@ export function exposeNodeError(error: unknown): GraphQLError | undefined {
     return createGraphQLError(error.message, { extensions: { code: error.code } });
   }
   return undefined;
+}
+
+/**
+ * graphql-js reports a variable value that does not fit its declared type ("Variable "$first" got
+ * invalid value …") as a GraphQLError without a code, pointing at the variable definition. It is
+ * the client's input, so it gets BAD_USER_INPUT (unless a scalar's own error gave a code) and the
+ * variable's name; other errors are returned unchanged.
+ */
+export function withVariableErrorCode(error: GraphQLError): GraphQLError {
+  const node = error.nodes?.[0];
+  if (node?.kind !== Kind.VARIABLE_DEFINITION || error.extensions.variable !== undefined) return error;
+  return createGraphQLError(error.message, {
+    nodes: error.nodes ?? null,
+    extensions: { ...error.extensions, code: error.extensions.code ?? ErrorCode.BAD_USER_INPUT, variable: node.variable.name.value },
+  });
+}
+
+/** `error` as a GraphQLError with a code: its own if it has one (armor's limits), else `code`. */
+export function withErrorCode(error: unknown, code: string): GraphQLError {
+  // Anything but a GraphQLError is not the client's doing; its message stays inside.
+  if (!(error instanceof GraphQLError)) return createGraphQLError('invalid operation', { extensions: { code } });
+  if (error.extensions.code !== undefined) return error;
+  return createGraphQLError(error.message, {
+    nodes: error.nodes ?? null,
+    source: error.source,
+    positions: error.positions,
+    extensions: { ...error.extensions, code },
+  });
 }

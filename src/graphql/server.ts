@@ -1,8 +1,7 @@
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
-import { type ExecutionArgs, GraphQLError } from 'graphql';
-import { useServer } from 'graphql-ws/use/ws';
+import { type DocumentNode, type ExecutionArgs, GraphQLError } from 'graphql';
 import { createGraphQLError, createYoga } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { RemoteNetworkError } from '../node/errors.ts';
@@ -10,14 +9,22 @@ import type { Logger } from '../node/logger.ts';
 import type { RemoteNode } from '../node/node.ts';
 import { type AccessPolicy, MAX_REQUEST_BYTES, bearerToken, checkHostAndOrigin, checkToken, useAccessControl } from './access.ts';
 import type { GraphQLContext } from './context.ts';
-import { ErrorCode, exposeNodeError } from './errors.ts';
+import { useCsrfPrevention } from './csrf.ts';
+import { ErrorCode, exposeNodeError, withErrorCode, withVariableErrorCode } from './errors.ts';
 import { schema } from './schema/index.ts';
+import { type SubscriptionCaps, type SubscriptionClient, SubscriptionLimiter, useSubscriptionLimits } from './subscription-limits.ts';
+import { serveGraphQLWs } from './ws-transport.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 /** Concurrent WebSocket clients; more are refused with 503 at upgrade. */
 export const MAX_WEBSOCKET_CLIENTS = 256;
 /** A WebSocket that has not answered a ping within this period is dropped. */
 export const WEBSOCKET_HEARTBEAT_MS = 30_000;
+/**
+ * Messages a graphql-ws socket may have in handling beyond its subscription cap (operations being
+ * set up or answered, refusals being sent); past that the socket is not read until some finish.
+ */
+export const MESSAGES_IN_FLIGHT_HEADROOM = 64;
 /** A client must send connection_init within this time. */
 export const CONNECTION_INIT_TIMEOUT_MS = 10_000;
 /** Parser tokens per document and directives per operation (armor limits). */
@@ -36,6 +43,7 @@ export interface ApiServerOptions {
   readonly port: number;
   readonly access: AccessPolicy;
   readonly limits: QueryLimits;
+  readonly subscriptions: SubscriptionCaps;
   readonly logger: Logger;
 }
 
@@ -43,6 +51,8 @@ export interface ApiServer {
   /** http://host:port/graphql */
   readonly url: string;
   readonly port: number;
+  /** Subscriptions open now, both transports (they return to 0 when every client has left). */
+  readonly activeSubscriptions: number;
   close(): Promise<void>;
 }
 
@@ -70,6 +80,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     blockFieldSuggestion: { enabled: false },
   });
 
+  const subscriptionLimiter = new SubscriptionLimiter(options.subscriptions);
+
   const yoga = createYoga<{ req: IncomingMessage; res: ServerResponse }, GraphQLContext>({
     schema,
     graphqlEndpoint: GRAPHQL_PATH,
@@ -91,7 +103,12 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       warn: (...args) => log.warn({ args }, 'yoga'),
       error: (...args) => log.error({ args }, 'yoga'),
     },
-    plugins: [useAccessControl(access), ...armor.protect().plugins],
+    plugins: [
+      useAccessControl(access),
+      useCsrfPrevention(),
+      useSubscriptionLimits(subscriptionLimiter, subscriptionClientOf),
+      ...armor.protect().plugins,
+    ],
   });
 
   const httpServer = createServer(yoga);
@@ -108,8 +125,12 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     },
   });
 
-  useServer<Record<string, unknown> | undefined, { request: IncomingMessage }>(
-    {
+  const wsTransport = serveGraphQLWs({
+    wsServer,
+    log,
+    heartbeatMs: WEBSOCKET_HEARTBEAT_MS,
+    maxMessagesInFlight: options.subscriptions.perClient + MESSAGES_IN_FLIGHT_HEADROOM,
+    graphqlWs: {
       connectionInitWaitTimeout: CONNECTION_INIT_TIMEOUT_MS,
       onConnect: (ctx) => {
         if (access.token.length === 0) return true;
@@ -121,11 +142,16 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       onSubscribe: async (ctx, _id, payload) => {
         const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
         // A throw here would close the whole socket (and the client's other subscriptions):
-        // bad documents are answered with errors instead.
+        // bad documents are answered with errors instead, coded as yoga codes them over HTTP.
+        let document: DocumentNode;
         try {
-          const document = enveloped.parse(payload.query);
+          document = enveloped.parse(payload.query);
+        } catch (error) {
+          return [withErrorCode(error, ErrorCode.GRAPHQL_PARSE_FAILED)];
+        }
+        try {
           const errors = enveloped.validate(enveloped.schema, document);
-          if (errors.length > 0) return errors;
+          if (errors.length > 0) return errors.map((error: GraphQLError) => withErrorCode(error, ErrorCode.GRAPHQL_VALIDATION_FAILED));
           const args: ExecutionArgs = {
             schema: enveloped.schema,
             document,
@@ -136,32 +162,13 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
           };
           return args;
         } catch (error) {
-          return [error instanceof GraphQLError ? error : createGraphQLError('invalid operation')];
+          return [withErrorCode(error, ErrorCode.GRAPHQL_VALIDATION_FAILED)];
         }
       },
       execute: (args) => (args.rootValue as EnvelopedRoot).execute(args),
       subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args),
     },
-    wsServer,
-  );
-
-  // Drops WebSocket peers that vanished without closing (their subscriptions would leak otherwise).
-  const alive = new WeakSet<object>();
-  wsServer.on('connection', (socket) => {
-    alive.add(socket);
-    socket.on('pong', () => alive.add(socket));
   });
-  const heartbeat = setInterval(() => {
-    for (const socket of wsServer.clients) {
-      if (!alive.has(socket)) {
-        socket.terminate();
-        continue;
-      }
-      alive.delete(socket);
-      socket.ping();
-    }
-  }, WEBSOCKET_HEARTBEAT_MS);
-  heartbeat.unref();
 
   await new Promise<void>((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException) => {
@@ -186,11 +193,12 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   return {
     url: `http://${hostForUrl}:${port}${GRAPHQL_PATH}`,
     port,
+    get activeSubscriptions() {
+      return subscriptionLimiter.active;
+    },
     close() {
       closing ??= (async () => {
-        clearInterval(heartbeat);
-        for (const socket of wsServer.clients) socket.close(1001, 'server shutting down');
-        await new Promise<void>((resolve) => wsServer.close(() => resolve()));
+        await wsTransport.close();
         const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
         // SSE subscriptions hold their connections open; end them rather than wait forever.
         httpServer.closeAllConnections();
@@ -200,6 +208,16 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       return closing;
     },
   };
+}
+
+/**
+ * graphql-ws operations carry their socket in the context (see onSubscribe above); SSE ones only
+ * the HTTP request, and each SSE subscription is its own response, so they are charged to the
+ * client's address.
+ */
+function subscriptionClientOf(context: { socket?: object; req?: IncomingMessage }): SubscriptionClient {
+  if (context.socket) return context.socket;
+  return `sse ${context.req?.socket.remoteAddress ?? 'unknown address'}`;
 }
 
 function rejectOverLimit(_context: unknown, error: GraphQLError): never {
@@ -229,7 +247,7 @@ function maskError(error: unknown, message: string, log: Logger): Error {
     });
   }
   if (graphQLError && (graphQLError.originalError === undefined || graphQLError.originalError instanceof GraphQLError)) {
-    return graphQLError;
+    return withVariableErrorCode(graphQLError);
   }
   log.error({ err: original }, 'unexpected error in a GraphQL operation');
   return createGraphQLError(message, {

@@ -1,8 +1,9 @@
 import { parseHostPort } from '../../node/config/schema.ts';
 import type { BusEvent } from '../../node/events/bus.ts';
 import type { NodeEventMap } from '../../node/events/types.ts';
-import { isPeerId } from '../../node/identity/peer-id.ts';
 import type { ConnectionInfo } from '../../node/lifecycle/connection-manager.ts';
+import { otherPeerIdArgument, peerIdArgument } from '../arguments.ts';
+import { filterAsyncIterator } from '../async-iterators.ts';
 import { builder } from '../builder.ts';
 import { userInputError } from '../errors.ts';
 import { KnownPeer, KnownPeerSource } from './known-peers.ts';
@@ -62,15 +63,13 @@ builder.mutationField('connectPeer', (t) =>
       'that address is dialled (and, with peerId too, the peer there must prove that id).',
     args: { peerId: t.arg.id({ required: false }), address: t.arg.string({ required: false }) },
     resolve: async (_root, args, ctx) => {
-      const peerId = args.peerId == null ? undefined : String(args.peerId).toLowerCase();
-      if (peerId !== undefined && !isPeerId(peerId)) throw userInputError('peerId must be 40 hexadecimal characters', { argument: 'peerId' });
-      if (peerId === ctx.node.peerId) throw userInputError('that is this node', { argument: 'peerId' });
+      const peerId = args.peerId == null ? undefined : otherPeerIdArgument(args.peerId, ctx.node.peerId);
       if (args.address != null) {
         const address = parseHostPort(args.address);
         if (!address) throw userInputError('address must be host:port', { argument: 'address' });
         return ctx.node.connections.connect(address, peerId);
       }
-      if (peerId === undefined) throw userInputError('give a peerId, an address, or both');
+      if (peerId === undefined) throw userInputError('give a peerId, an address, or both', { argument: 'peerId' });
       return ctx.node.connectToPeer(peerId);
     },
   }),
@@ -80,7 +79,7 @@ builder.mutationField('disconnectPeer', (t) =>
   t.boolean({
     description: 'Closes every connection to the peer; false if there was none.',
     args: { peerId: t.arg.id({ required: true }) },
-    resolve: (_root, args, ctx) => ctx.node.connections.disconnect(String(args.peerId).toLowerCase()),
+    resolve: (_root, args, ctx) => ctx.node.connections.disconnect(peerIdArgument(args.peerId)),
   }),
 );
 
@@ -102,12 +101,10 @@ builder.subscriptionField('connectionStateChanged', (t) =>
     type: ConnectionStateChange,
     description: 'Every connection state transition, optionally for one peer.',
     args: { peerId: t.arg.id({ required: false }) },
-    subscribe: async function* (_root, args, ctx) {
-      const peerId = args.peerId == null ? undefined : String(args.peerId).toLowerCase();
-      for await (const event of ctx.node.bus.subscribe({ types: new Set(['connection.state.changed'] as const) })) {
-        const change = event as StateChange;
-        if (peerId === undefined || change.payload.peerId === peerId) yield change;
-      }
+    subscribe: (_root, args, ctx) => {
+      const peerId = args.peerId == null ? undefined : peerIdArgument(args.peerId);
+      const changes = ctx.node.bus.subscribe({ types: new Set(['connection.state.changed'] as const) }) as AsyncIterableIterator<StateChange>;
+      return peerId === undefined ? changes : filterAsyncIterator(changes, (change) => change.payload.peerId === peerId);
     },
     resolve: (event) => event,
   }),

@@ -4,6 +4,7 @@ import { builder } from '../builder.ts';
 import { userInputError } from '../errors.ts';
 
 const KNOWN_TYPES = new Set<string>(NODE_EVENT_TYPES);
+const MAX_NAMED_UNKNOWN = 5;
 
 const Event = builder.objectRef<AnyBusEvent<NodeEventMap>>('Event').implement({
   description: 'One event from the node\'s event bus.',
@@ -27,7 +28,10 @@ builder.subscriptionField('events', (t) =>
     subscribe: (_root, { types }, ctx) => {
       const unknown = (types ?? []).filter((type) => !KNOWN_TYPES.has(type));
       if (unknown.length > 0) {
-        throw userInputError(`unknown event type(s): ${unknown.join(', ')}; see the eventTypes query`, {
+        // The list can be as long as the request body allows: name a few, count the rest.
+        const named = unknown.slice(0, MAX_NAMED_UNKNOWN).map((type) => type.slice(0, 64));
+        const more = unknown.length > named.length ? ` and ${unknown.length - named.length} more` : '';
+        throw userInputError(`unknown event type(s): ${named.join(', ')}${more}; see the eventTypes query`, {
           argument: 'types',
         });
       }

@@ -1,5 +1,6 @@
 import type { KnownPeerRecord } from '../../db/known-peers.ts';
 import { isPeerId } from '../../node/identity/peer-id.ts';
+import { peerIdArgument } from '../arguments.ts';
 import { builder } from '../builder.ts';
 import { userInputError } from '../errors.ts';
 
@@ -48,7 +49,7 @@ builder.queryField('knownPeer', (t) =>
     nullable: true,
     args: { peerId: t.arg.id({ required: true }) },
     resolve: async (_root, { peerId }, ctx) => {
-      const id = validPeerId(String(peerId));
+      const id = peerIdArgument(peerId);
       try {
         return await KnownPeer.getDataloader(ctx).load(id);
       } catch (error) {
@@ -71,7 +72,7 @@ builder.queryField('knownPeers', (t) =>
       },
       resolve: (_root, args, ctx) => {
         if (args.last != null || args.before != null) {
-          throw userInputError('knownPeers pages forward only: use first and after');
+          throw userInputError('knownPeers pages forward only: use first and after', { argument: args.last != null ? 'last' : 'before' });
         }
         const first = args.first ?? DEFAULT_PAGE_SIZE;
         if (first < 0 || first > MAX_PAGE_SIZE) {
@@ -100,12 +101,6 @@ builder.queryField('knownPeers', (t) =>
     { name: 'KnownPeersEdge' },
   ),
 );
-
-function validPeerId(value: string): string {
-  const id = value.toLowerCase();
-  if (!isPeerId(id)) throw userInputError('peerId must be 40 hexadecimal characters', { argument: 'peerId' });
-  return id;
-}
 
 function encodeCursor(peerId: string): string {
   return Buffer.from(`${CURSOR_PREFIX}${peerId}`).toString('base64url');

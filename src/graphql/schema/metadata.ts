@@ -1,9 +1,8 @@
-import { isPeerId } from '../../node/identity/peer-id.ts';
 import type { FetchedMetadata } from '../../node/metadata/metadata-fetcher.ts';
 import { MetadataNotFoundError } from '../../node/metadata/peer-metadata.ts';
 import { PeerNotKnownError } from '../../node/peers/errors.ts';
+import { peerIdArgument } from '../arguments.ts';
 import { builder } from '../builder.ts';
-import { userInputError } from '../errors.ts';
 import { KnownPeer } from './known-peers.ts';
 import { NodeType } from './node-info.ts';
 
@@ -38,8 +37,7 @@ builder.queryField('peerMetadata', (t) =>
     description: "A known peer's metadata from the DHT. `fresh` bypasses the cache.",
     args: { peerId: t.arg.id({ required: true }), fresh: t.arg.boolean({ required: false }) },
     resolve: async (_root, args, ctx) => {
-      const peerId = String(args.peerId).toLowerCase();
-      if (!isPeerId(peerId)) throw userInputError('peerId must be 40 hexadecimal characters', { argument: 'peerId' });
+      const peerId = peerIdArgument(args.peerId);
       const publicKey =
         peerId === ctx.node.peerId ? ctx.node.identity.publicKey : ctx.node.knownPeers.repository.get(peerId)?.publicKey;
       if (!publicKey) throw new PeerNotKnownError(peerId);

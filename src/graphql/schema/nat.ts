@@ -1,12 +1,11 @@
 import type { BusEvent } from '../../node/events/bus.ts';
 import type { NodeEventMap } from '../../node/events/types.ts';
 import type { HolePunchResult, HolePunchStats } from '../../node/holepunch/hole-puncher.ts';
-import { isPeerId } from '../../node/identity/peer-id.ts';
 import type { RemoteNode } from '../../node/node.ts';
 import type { RelaySession } from '../../node/relay/relay-client.ts';
 import type { RelaySessionInfo } from '../../node/relay/relay-server.ts';
+import { otherPeerIdArgument } from '../arguments.ts';
 import { builder } from '../builder.ts';
-import { userInputError } from '../errors.ts';
 import { NodeInfo } from './node-info.ts';
 
 const Reachability = builder.enumType('Reachability', {
@@ -104,13 +103,6 @@ const HolePunchResultRef = builder.objectRef<HolePunchResult>('HolePunchResult')
   }),
 });
 
-function peerIdArg(value: unknown, ctx: { node: RemoteNode }): string {
-  const peerId = String(value).toLowerCase();
-  if (!isPeerId(peerId)) throw userInputError('peerId must be 40 hexadecimal characters', { argument: 'peerId' });
-  if (peerId === ctx.node.peerId) throw userInputError('that is this node', { argument: 'peerId' });
-  return peerId;
-}
-
 builder.mutationField('holePunch', (t) =>
   t.field({
     type: HolePunchResultRef,
@@ -118,7 +110,7 @@ builder.mutationField('holePunch', (t) =>
       'Tries to replace the relayed connection to a peer with a direct one (relay-coordinated hole punch). ' +
       'Errors: NOT_CONNECTED, HOLE_PUNCH_FAILED (the relayed connection stays).',
     args: { peerId: t.arg.id({ required: true }) },
-    resolve: (_root, args, ctx) => ctx.node.holePuncher.punch(peerIdArg(args.peerId, ctx)),
+    resolve: (_root, args, ctx) => ctx.node.holePuncher.punch(otherPeerIdArgument(args.peerId, ctx.node.peerId)),
   }),
 );
 
@@ -127,7 +119,7 @@ builder.mutationField('selectRelay', (t) =>
     type: RelayInfo,
     description: 'On a private node: moves the relay session to this known relay. Error: RELAY_UNAVAILABLE.',
     args: { peerId: t.arg.id({ required: true }) },
-    resolve: (_root, args, ctx) => ctx.node.relayClient.select(peerIdArg(args.peerId, ctx)),
+    resolve: (_root, args, ctx) => ctx.node.relayClient.select(otherPeerIdArgument(args.peerId, ctx.node.peerId)),
   }),
 );
 

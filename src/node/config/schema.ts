@@ -310,6 +310,18 @@ export const CONFIG_SPEC = {
     max_depth: setting(integer(2, 100), '12', 'an integer from 2 to 100', 'Maximum query depth.'),
     max_aliases: setting(integer(1, 1000), '15', 'an integer from 1 to 1000', 'Maximum aliases per operation.'),
     max_cost: setting(integer(10, 1_000_000), '5000', 'an integer from 10 to 1000000', 'Maximum query cost.'),
+    max_subscriptions_per_client: setting(
+      integer(1, 100_000),
+      '100',
+      'an integer from 1 to 100000',
+      'Subscriptions open at once on one graphql-ws socket, and over SSE from one client address.',
+    ),
+    max_subscriptions: setting(
+      integer(1, 1_000_000),
+      '1000',
+      'an integer from 1 to 1000000',
+      'Subscriptions open at once on the whole API, graphql-ws and SSE together (each costs ~10 KB).',
+    ),
   },
 } as const;
 

@@ -3,6 +3,7 @@ import { benchDht } from './dht.ts';
 import { benchDiscovery } from './discovery.ts';
 import { benchEd25519 } from './ed25519.ts';
 import { benchKnownPeers } from './known-peers.ts';
+import { benchKrpcGuard } from './krpc-guard.ts';
 import { benchHolePunch } from './holepunch.ts';
 import { benchNetwork } from './network.ts';
 import { benchRelay } from './relay.ts';
@@ -14,6 +15,7 @@ console.log(`# Remote Network benchmarks (node ${process.version}, ${new Date().
 printSection('Ed25519 (404-byte message, 2000 ops after warm-up; baseline @noble/ed25519)', benchEd25519());
 printSection('bencode (PeerMetadata-shaped dict)', benchBencode());
 printSection('known_peers in SQLite (WAL, synchronous=NORMAL)', benchKnownPeers());
+printSection('KRPC checks on every inbound DHT datagram (strict bencode + schema)', benchKrpcGuard());
 printSection(`BEP 44 on a 20-node DHT on 127.0.0.1`, await benchDht());
 printSection('QUIC connections between two nodes on 127.0.0.1 (@matrixai/quic 2.0.9)', await benchNetwork());
 printSection('Relay on 127.0.0.1 (relay in its own process)', await benchRelay());

@@ -14,6 +14,8 @@ export class KrpcDecodeError extends RemoteNetworkError {
 }
 
 const COLON = 0x3a;
+/** A datagram is at most 64 KiB: a longer length is malformed, not merely past the end. */
+const MAX_LENGTH_DIGITS = 6;
 const END = 0x65;
 
 /**
@@ -49,26 +51,42 @@ class Reader {
   }
 
   private integer(): number {
-    const end = this.data.indexOf(END, this.position + 1);
-    if (end === -1) throw new KrpcDecodeError('unterminated integer');
-    const text = this.data.toString('latin1', this.position + 1, end);
-    if (!/^(0|-?[1-9][0-9]{0,15})$/.test(text)) throw new KrpcDecodeError('malformed integer');
-    const value = Number(text);
+    const { data } = this;
+    let i = this.position + 1;
+    const negative = data[i] === 0x2d;
+    if (negative) i += 1;
+    const first = i;
+    let value = 0;
+    for (; i < data.length && data[i] !== END; i++) {
+      const digit = (data[i] ?? 0) - 0x30;
+      if (digit < 0 || digit > 9) throw new KrpcDecodeError('malformed integer');
+      value = value * 10 + digit;
+    }
+    const digits = i - first;
+    if (i >= data.length) throw new KrpcDecodeError('unterminated integer');
+    // Canonical only: no empty, no leading zero, no negative zero.
+    if (digits === 0 || (data[first] === 0x30 && (digits > 1 || negative))) throw new KrpcDecodeError('malformed integer');
     if (!Number.isSafeInteger(value)) throw new KrpcDecodeError('integer out of range');
-    this.position = end + 1;
-    return value;
+    this.position = i + 1;
+    return negative ? -value : value;
   }
 
   private bytes(): Buffer {
-    const colon = this.data.indexOf(COLON, this.position);
-    if (colon === -1 || colon - this.position > 6) throw new KrpcDecodeError('malformed string length');
-    const text = this.data.toString('latin1', this.position, colon);
-    if (!/^(0|[1-9][0-9]*)$/.test(text)) throw new KrpcDecodeError('malformed string length');
-    const start = colon + 1;
-    const end = start + Number(text);
-    if (end > this.data.length) throw new KrpcDecodeError('string past the end');
+    const { data } = this;
+    const first = this.position;
+    let length = 0;
+    let i = first;
+    for (; i < data.length && data[i] !== COLON; i++) {
+      const digit = (data[i] ?? 0) - 0x30;
+      if (digit < 0 || digit > 9 || i - first >= MAX_LENGTH_DIGITS) throw new KrpcDecodeError('malformed string length');
+      length = length * 10 + digit;
+    }
+    if (i >= data.length || i === first || (data[first] === 0x30 && i - first > 1)) throw new KrpcDecodeError('malformed string length');
+    const start = i + 1;
+    const end = start + length;
+    if (end > data.length) throw new KrpcDecodeError('string past the end');
     this.position = end;
-    return this.data.subarray(start, end);
+    return data.subarray(start, end);
   }
 
   private list(depth: number): BencodeValue[] {

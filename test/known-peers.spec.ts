@@ -259,7 +259,8 @@ describe('known_peers', () => {
     assert.deepEqual(result.verified.map((p) => p.peerId), [peerIdOf(heard.publicKey)]);
     assert.equal(repository.get(peerIdOf(heard.publicKey))?.source, 'peer_exchange', 'how we first heard of it stays');
     // Its signed metadata was found in the DHT: verified, with the relay flag that metadata gives.
-    assert.equal(repository.markVerified(peerIdOf(later.publicKey), true)?.verified, true);
+    assert.deepEqual(repository.markVerified(peerIdOf(later.publicKey), true)?.wasHearsay, true);
+    assert.equal(repository.get(peerIdOf(later.publicKey))?.verified, true);
     assert.equal(repository.get(peerIdOf(later.publicKey))?.isRelay, true);
     assert.equal(repository.markVerified(peerIdOf(randomBytes(32)), true), undefined, 'unknown peer');
     assert.deepEqual(new Set(repository.recent(10).map((p) => p.peerId)), new Set([known, heard, later].map((p) => peerIdOf(p.publicKey))));

@@ -141,7 +141,8 @@ interface HealthAnswer {
 
 /** A peer node (on an ordinary disk) that knows `count` random peers (verified: hearsay is not shared) to hand out in exchanges. */
 async function peerWithPeers(t: { after(fn: () => unknown): void }, count: number): Promise<RemoteNode> {
-  const node = await startTestNode(t);
+  // Named without the PEX rate (50 a minute to one connection): this test fills a disk.
+  const node = await startTestNode(t, { 'peer_discovery.hearsay_per_minute': '100000' });
   node.knownPeers.record(Array.from({ length: count }, () => randomPeer({ source: 'identity_exchange' })));
   return node;
 }

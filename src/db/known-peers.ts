@@ -266,19 +266,20 @@ export class KnownPeersRepository {
 
   /**
    * The peer proved itself (its signed metadata was found in the DHT): its row stops being
-   * hearsay; its relay flag becomes what that metadata says. Undefined when the peer is unknown.
+   * hearsay; its relay flag becomes what that metadata says. Undefined when the peer is unknown;
+   * `wasHearsay` tells whether this made it verified.
    */
-  markVerified(peerId: string, isRelay: boolean): KnownPeerRecord | undefined {
+  markVerified(peerId: string, isRelay: boolean): { record: KnownPeerRecord; wasHearsay: boolean } | undefined {
     const key = peerKeyOf(peerId);
     const row = this.selectKey.get({ key });
     if (row === undefined || derivePeerId(row.publicKey) !== peerId) return undefined;
     const next: KnownPeerRow = { ...row, isRelay, verified: true };
-    if (sameRow(next, row)) return this.toRecord(row, peerId);
+    if (sameRow(next, row)) return { record: this.toRecord(row, peerId), wasHearsay: false };
     this.write({ key, peerId, original: row, row: next });
     if (!row.verified) this.hearsayCount -= 1;
     const record = this.toRecord(next, peerId);
     this.window.put(peerId, record);
-    return record;
+    return { record, wasHearsay: !row.verified };
   }
 
   /** The most recently seen rows, verified or not (`hearsayOnly`: what to verify after a restart). */
@@ -292,7 +293,10 @@ export class KnownPeersRepository {
   }
 
   get(peerId: string): KnownPeerRecord | undefined {
-    return this.getMany([peerId])[0];
+    // The prepared statement: building a query per call cost more than the read itself.
+    const row = this.selectKey.get({ key: peerKeyOf(peerId) });
+    // A row found by key prefix belongs to the asked id only if the full ids match.
+    return row !== undefined && derivePeerId(row.publicKey) === peerId ? this.toRecord(row, peerId) : undefined;
   }
 
   /** One query per 500 ids; the result is aligned with `peerIds` (DataLoader's contract). */

@@ -190,6 +190,7 @@ export class RemoteNode {
       },
       knownPeers: this.knownPeers,
       maxPeersToShare: config.peer_discovery.max_known_peers_to_share,
+      sharePerMinute: config.peer_discovery.hearsay_per_minute,
     });
     this.connections = new ConnectionManager({
       transport: this.transport,

@@ -58,6 +58,16 @@ declare module 'bittorrent-dht' {
     put(options: unknown, callback: (error: Error | null, target: Buffer, nodes: number) => void): Buffer;
     destroy(callback?: () => void): void;
 
+    /**
+     * Internal: an iterative lookup of `target` sending `message` to ever closer nodes; `onreply`
+     * sees each response (returning false stops sending further queries).
+     */
+    _closest(
+      target: Buffer,
+      message: unknown,
+      onreply: ((message: { r?: GetResponse }, node: DhtContact) => boolean) | null,
+      callback: (error: Error | null, visited?: number) => void,
+    ): void;
     /** Internal: closest-node tables (with write tokens) from the last lookup of each target. */
     _tables: { get(targetHex: string): KBucketLike | undefined };
     /** Internal: locally stored items (what other nodes put to us). */

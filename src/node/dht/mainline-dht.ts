@@ -10,6 +10,7 @@ import { BEP44_SEQ_TOO_LOW, DHT_OPERATION_TIMEOUT_MS, DHT_QUERY_TIMEOUT_MS, K, M
 import { setBounded } from '../util/bounded-map.ts';
 import { withDeadline } from '../util/time-bounds.ts';
 import { DhtNotRunningError, DhtTimeoutError } from './errors.ts';
+import { findFirstItem } from './first-item-lookup.ts';
 import { KrpcGuard, type KrpcGuardStats, NO_KRPC_TRAFFIC } from './krpc-guard.ts';
 import { RoutingTablePolicy, type RoutingTableStats } from './routing-table-policy.ts';
 
@@ -204,6 +205,23 @@ export class MainlineDht {
       UNREF,
     );
     return response ? verifiedItem(response, publicKey, this.verify) : null;
+  }
+
+  /**
+   * The first valid item stored under SHA1(publicKey) that a lookup meets, whatever its seq: enough
+   * to know that the key's holder published one (what verifying a peer heard of needs). A narrow
+   * walk (findFirstItem: a handful of datagrams) where getMutable asks every closest node for the
+   * highest seq and checks each one's signature (15 to 50 datagrams on a 40-node DHT). Null when
+   * the walk met no holder; a caller that must be sure asks again later, or uses getMutable.
+   */
+  async findMutable(publicKey: Uint8Array): Promise<MutableItem | null> {
+    const dht = this.require();
+    const target = mutableTarget(publicKey);
+    const check = (response: GetResponse) => verifiedItem(response, publicKey, this.verify);
+    const local = dht._values.get(target.toString('hex')) as GetResponse | undefined;
+    const held = local ? check(local) : null;
+    if (held) return held;
+    return withDeadline(findFirstItem(dht, target, check), DHT_OPERATION_TIMEOUT_MS, () => new DhtTimeoutError('get', DHT_OPERATION_TIMEOUT_MS), UNREF);
   }
 
   /** Stores a signed mutable item at the K closest nodes; refuses values over 1000 bencoded bytes. */

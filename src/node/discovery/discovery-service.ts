@@ -114,8 +114,9 @@ export class DiscoveryService {
       // Hearsay is neither dialled nor news: only a peer that proved itself (an exchange with it,
       // or its signed metadata in the DHT) is worth a dial and worth telling others about.
       bus.on('peer.discovered', (e) => {
+        if (!e.payload.verified) return;
         this.learned();
-        if (e.payload.verified) this.news(e.payload.peerId);
+        this.news(e.payload.peerId);
       }),
       bus.on('peer.verified', (e) => {
         this.learned();
@@ -177,7 +178,7 @@ export class DiscoveryService {
     }
   }
 
-  /** This node learned a peer: what it knows changed, so re-exchanges come quickly again. */
+  /** This node learned a peer it can share: what it knows changed, so re-exchanges come quickly again. */
   private learned(): void {
     if (this.reexchangeGapMs === REEXCHANGE_MIN_GAP_MS) return;
     this.reexchangeGapMs = REEXCHANGE_MIN_GAP_MS;

@@ -4,6 +4,7 @@ import type { NodeIdentity } from '../identity/key-store.ts';
 import { peerIdFromPublicKey } from '../identity/peer-id.ts';
 import type { KnownPeersService } from '../peers/known-peers-service.ts';
 import type { PeerConnection } from '../quic/types.ts';
+import { TokenBuckets } from '../util/token-buckets.ts';
 import { MessageChannel, parse } from '../wire/channel.ts';
 import {
   type IdentityMessage,
@@ -16,6 +17,8 @@ import {
 
 /** Peers remembered per connection as already named to the other side (see `told`). */
 const MAX_TOLD_PER_CONNECTION = 1000;
+/** Connections whose sharing budget is tracked at once (a bucket that refilled is forgotten). */
+const MAX_BUDGETED_CONNECTIONS = 10_000;
 
 /** The identity a peer claims in the exchange is not the one its TLS certificate proves. */
 export class IdentityMismatchError extends RemoteNetworkError {
@@ -51,6 +54,12 @@ export interface IdentityExchangerOptions {
   readonly local: LocalIdentity;
   readonly knownPeers: KnownPeersService;
   readonly maxPeersToShare: number;
+  /**
+   * Peers we name to one connection per minute at most: the allowance the other side gives us
+   * (`hearsay_per_minute`, the PEX norm). Whatever it refused past its allowance would stay
+   * "told" on this connection and never be sent again, so we stay within it instead.
+   */
+  readonly sharePerMinute: number;
 }
 
 /**
@@ -69,8 +78,13 @@ export class IdentityExchanger {
    * short lists. Forgotten past MAX_TOLD_PER_CONNECTION, then filled again.
    */
   private readonly told = new WeakMap<PeerConnection, Set<string>>();
+  /** What each connection may still be told this minute (see `sharePerMinute`). */
+  private readonly budget: TokenBuckets;
 
-  constructor(private readonly options: IdentityExchangerOptions) {}
+  constructor(private readonly options: IdentityExchangerOptions) {
+    const perMinute = options.sharePerMinute;
+    this.budget = new TokenBuckets({ burst: perMinute, perSecond: perMinute / 60, maxKeys: MAX_BUDGETED_CONNECTIONS });
+  }
 
   /** Dialer side: opens the stream and leads the conversation. */
   async initiate(connection: PeerConnection): Promise<ExchangeResult> {
@@ -145,14 +159,15 @@ export class IdentityExchanger {
   private knownPeersFor(connection: PeerConnection, remotePeerId: string) {
     const { local, knownPeers, maxPeersToShare } = this.options;
     const told = this.toldOn(connection);
-    const peers: KnownPeerEntry[] = knownPeers.repository
-      .recent(maxPeersToShare, [local.identity.peerId, remotePeerId, ...told])
+    const limit = Math.min(maxPeersToShare, this.budget.available(connection.id));
+    const peers: KnownPeerEntry[] = (limit > 0 ? knownPeers.repository.recent(limit, [local.identity.peerId, remotePeerId, ...told]) : [])
       .map((p) => ({
         peer_id: p.peerId,
         dht_node_id: p.dhtNodeId,
         public_key: Buffer.from(p.publicKey).toString('hex'),
         is_relay: p.isRelay,
       }));
+    this.budget.takeUpTo(connection.id, peers.length);
     return { type: 'known_peers' as const, topic: local.topic(), peers, count: peers.length };
   }
 

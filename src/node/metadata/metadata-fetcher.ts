@@ -1,4 +1,4 @@
-import type { MainlineDht } from '../dht/mainline-dht.ts';
+import type { MainlineDht, MutableItem } from '../dht/mainline-dht.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import { peerIdFromPublicKey } from '../identity/peer-id.ts';
@@ -74,6 +74,23 @@ export class MetadataFetcher {
     return pending;
   }
 
+  /**
+   * Some valid metadata of the peer: the cached one, or the first signed item a DHT lookup meets
+   * (a few datagrams, where `fetch` asks every node near the key for the highest seq). Proves the
+   * key's holder published. It is cached like a fetched one: a peer's seq rarely moves, and a dial
+   * that fails on what it says invalidates it (discovery does), so the next read asks afresh.
+   */
+  async findAny(publicKey: Uint8Array): Promise<FetchedMetadata | null> {
+    const peerId = peerIdFromPublicKey(publicKey);
+    const hit = this.cache.get(peerId);
+    if (hit?.value && hit.expires > Date.now()) return { ...hit.value, cached: true };
+    this.lookups += 1;
+    const item = await this.options.dht.findMutable(publicKey);
+    const result = item ? this.accepted(peerId, item) : null;
+    if (result) this.remember(peerId, result);
+    return result;
+  }
+
   /** Forgets a peer's cached metadata (e.g. after it told us it changed). */
   invalidate(peerId: string): void {
     this.cache.delete(peerId);
@@ -82,21 +99,24 @@ export class MetadataFetcher {
   private async lookup(peerId: string, publicKey: Uint8Array): Promise<FetchedMetadata | null> {
     this.lookups += 1;
     const item = await this.options.dht.getMutable(publicKey, false);
-    let result: FetchedMetadata | null = null;
-    if (item) {
-      try {
-        const metadata = decodeMetadata(item.value);
-        if (metadata.peerId !== peerId) {
-          throw new MetadataInvalidError(`metadata claims peer id ${metadata.peerId} but is signed by ${peerId}`);
-        }
-        result = { metadata, sequence: item.seq, signature: item.signature, fetchedAt: new Date(), cached: false };
-        this.options.bus.emit('dht.metadata.fetched', { peerId, sequence: item.seq, cached: false });
-      } catch (error) {
-        this.log.warn({ err: error, peerId }, 'rejected metadata from the DHT');
-      }
-    }
+    const result = item ? this.accepted(peerId, item) : null;
     this.remember(peerId, result);
     return result;
+  }
+
+  /** A verified item's content, if it is valid metadata of that peer (announced as fetched). */
+  private accepted(peerId: string, item: MutableItem): FetchedMetadata | null {
+    try {
+      const metadata = decodeMetadata(item.value);
+      if (metadata.peerId !== peerId) {
+        throw new MetadataInvalidError(`metadata claims peer id ${metadata.peerId} but is signed by ${peerId}`);
+      }
+      this.options.bus.emit('dht.metadata.fetched', { peerId, sequence: item.seq, cached: false });
+      return { metadata, sequence: item.seq, signature: item.signature, fetchedAt: new Date(), cached: false };
+    } catch (error) {
+      this.log.warn({ err: error, peerId }, 'rejected metadata from the DHT');
+      return null;
+    }
   }
 
   private remember(peerId: string, value: FetchedMetadata | null): void {

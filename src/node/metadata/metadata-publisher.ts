@@ -141,6 +141,18 @@ export class MetadataPublisher {
   }
 
   private async publishOnce(reason: string): Promise<PublishRecord> {
+    try {
+      return await this.putAndRecord(reason);
+    } catch (error) {
+      // A put that failed (a lookup past its deadline on a loaded node, say) is tried again soon,
+      // like one nobody accepted: otherwise the node stays unpublished until the next republish
+      // (30 minutes), unreachable and unverifiable for everyone that hears of it meanwhile.
+      this.scheduleRetry(0);
+      throw error;
+    }
+  }
+
+  private async putAndRecord(reason: string): Promise<PublishRecord> {
     // A change held back by a failed write goes out now if its seq can be stored; if not, the
     // content already published is republished under its own seq.
     this.applyPending();

@@ -10,12 +10,16 @@ export const VERIFY_CONCURRENCY = 4;
 export const VERIFICATIONS_PER_SECOND = 20;
 /** Hearsay waiting for verification at most; beyond, it waits in the table for a sweep. */
 export const MAX_VERIFY_QUEUE = 1000;
-/** A peer not found is looked up once more after this (it may publish late: a NAT node waits for its relay). */
-export const VERIFY_RETRY_MS = 30_000;
+/**
+ * A peer not found is looked up again after each of these (it may publish late: a node whose
+ * first put failed retries it, a NAT node waits for its relay); only the first miss counts
+ * against the source.
+ */
+export const VERIFY_RETRIES_MS = [5_000, 20_000, 60_000] as const;
 /** When the queue is empty, hearsay left in the table is swept into it this often. */
 const SWEEP_MS = 60_000;
-/** A peer is not looked up again within this time of its last attempt. */
-const ATTEMPT_QUIET_MS = 10 * 60_000;
+/** The sweep leaves a peer alone this long after its last attempt. */
+const ATTEMPT_QUIET_MS = 5 * 60_000;
 
 interface Pending {
   readonly peerId: string;
@@ -36,7 +40,7 @@ export interface HearsayVerifierOptions {
 /**
  * Turns hearsay into known peers, or not: each peer another peer told us of is looked up in the
  * DHT (its BEP 44 metadata, signed by its key), at a bounded rate. Found: verified (shared from now
- * on, a relay candidate if its metadata says relay). Not found (after one retry): unverifiable,
+ * on, a relay candidate if its metadata says relay). Not found (retried a few times): unverifiable,
  * which counts against the peer that told us; a source that keeps naming peers nobody can find is
  * rate-limited, then disconnected (PeerTrust), and a distrusted peer that connects again is
  * disconnected again after its exchange.
@@ -141,7 +145,7 @@ export class HearsayVerifier {
     const peer = this.options.knownPeers.repository.get(entry.peerId);
     if (!peer || peer.verified) return;
     setBounded(this.attempted, entry.peerId, Date.now(), MAX_VERIFY_QUEUE * 4);
-    const found = await this.options.fetcher.fetch(peer.publicKey).catch((error: unknown) => {
+    const found = await this.options.fetcher.findAny(peer.publicKey).catch((error: unknown) => {
       this.log.debug({ err: error, peerId: entry.peerId }, 'verification lookup failed');
       return null;
     });
@@ -151,16 +155,18 @@ export class HearsayVerifier {
       this.counts.verified += 1;
     } else {
       this.counts.unverifiable += 1;
-      if (entry.attempt === 0) this.retryLater({ ...entry, attempt: 1 });
+      const delay = VERIFY_RETRIES_MS[entry.attempt];
+      if (delay !== undefined) this.retryLater({ ...entry, attempt: entry.attempt + 1 }, delay);
     }
+    // The first miss counts against the source; a later find counts for it (the peer was late).
     if (entry.via !== null && (found || entry.attempt === 0)) this.judge(entry.via, found !== null);
   }
 
-  private retryLater(entry: Pending): void {
+  private retryLater(entry: Pending, delayMs: number): void {
     const timer = setTimeout(() => {
       this.retries.delete(timer);
       this.enqueue(entry);
-    }, VERIFY_RETRY_MS);
+    }, delayMs);
     timer.unref();
     this.retries.add(timer);
   }

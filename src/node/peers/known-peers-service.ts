@@ -72,17 +72,16 @@ export class KnownPeersService {
 
   /** Hearsay whose signed metadata was found in the DHT (`via`: who told us of it). */
   markVerified(peerId: string, isRelay: boolean, via: string | null): KnownPeerRecord | undefined {
-    const before = this.repository.get(peerId);
-    let record: KnownPeerRecord | undefined;
+    let marked: ReturnType<KnownPeersRepository['markVerified']>;
     try {
-      record = this.repository.markVerified(peerId, isRelay);
+      marked = this.repository.markVerified(peerId, isRelay);
     } catch (error) {
       if (!this.storage?.failed('known_peers', error, 1)) throw error;
       return undefined;
     }
     this.storage?.succeeded();
-    if (record && before && !before.verified) this.announceVerified(record, 'dht', via);
-    return record;
+    if (marked?.wasHearsay) this.announceVerified(marked.record, 'dht', via);
+    return marked?.record;
   }
 
   private announceVerified(peer: KnownPeerRecord, by: 'exchange' | 'dht', via: string | null): void {

@@ -1,4 +1,5 @@
 import { setBounded } from '../util/bounded-map.ts';
+import { TokenBuckets } from '../util/token-buckets.ts';
 
 /**
  * New hearsay entries one source may add per minute by default (a token bucket of this size): the
@@ -21,8 +22,6 @@ const MAX_SOURCES = 4096;
 export type TrustLevel = 'trusted' | 'rate_limited' | 'distrusted';
 
 interface SourceRecord {
-  tokens: number;
-  refilledAt: number;
   pending: number;
   verified: number;
   unverifiable: number;
@@ -45,24 +44,29 @@ export interface TrustChange {
  */
 export class PeerTrust {
   private readonly sources = new Map<string, SourceRecord>();
+  /** The allowance: one bucket per source, at the trusted rate or (once it lost trust) a tenth of it. */
+  private readonly buckets: Record<'trusted' | 'rate_limited', TokenBuckets>;
 
   constructor(
     private readonly perMinute: number = HEARSAY_PER_MINUTE,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    const bucket = (perMinute: number) => new TokenBuckets({ burst: perMinute, perSecond: perMinute / 60, maxKeys: MAX_SOURCES, now });
+    this.buckets = { trusted: bucket(perMinute), rate_limited: bucket(Math.ceil(perMinute * RATE_LIMITED_SHARE)) };
+  }
 
   /** New hearsay entries `source` may add right now. */
   allowance(source: string): number {
     const record = this.refreshed(source);
     if (record.level === 'distrusted') return 0;
-    return Math.max(0, Math.min(Math.floor(record.tokens), PENDING_MINUTES * this.perMinute - record.pending));
+    return Math.max(0, Math.min(this.buckets[record.level].available(source), PENDING_MINUTES * this.perMinute - record.pending));
   }
 
   /** `count` new entries from `source` were stored and wait for verification. */
   took(source: string, count: number): void {
     if (count <= 0) return;
     const record = this.refreshed(source);
-    record.tokens = Math.max(0, record.tokens - count);
+    if (record.level !== 'distrusted') this.buckets[record.level].takeUpTo(source, count);
     record.pending += count;
   }
 
@@ -76,16 +80,11 @@ export class PeerTrust {
     if (level === record.level || (record.level === 'distrusted' && this.now() < record.distrustedUntil)) return undefined;
     record.level = level;
     if (level === 'distrusted') record.distrustedUntil = this.now() + DISTRUST_MS;
-    if (level === 'rate_limited') record.tokens = Math.min(record.tokens, this.allowedPerMinute(level));
     return { level, verified: record.verified, unverifiable: record.unverifiable };
   }
 
   level(source: string): TrustLevel {
     return this.sources.get(source) ? this.refreshed(source).level : 'trusted';
-  }
-
-  private allowedPerMinute(level: TrustLevel): number {
-    return level === 'trusted' ? this.perMinute : Math.ceil(this.perMinute * RATE_LIMITED_SHARE);
   }
 
   private levelFor(record: SourceRecord): TrustLevel {
@@ -99,17 +98,14 @@ export class PeerTrust {
     const now = this.now();
     let record = this.sources.get(source);
     if (!record) {
-      record = { tokens: this.perMinute, refilledAt: now, pending: 0, verified: 0, unverifiable: 0, level: 'trusted', distrustedUntil: 0 };
+      record = { pending: 0, verified: 0, unverifiable: 0, level: 'trusted', distrustedUntil: 0 };
       setBounded(this.sources, source, record, MAX_SOURCES);
       return record;
     }
     if (record.level === 'distrusted' && now >= record.distrustedUntil) {
       // Served its time: a fresh start, on probation (rate-limited) with what it did forgotten.
-      Object.assign(record, { level: 'rate_limited', verified: 0, unverifiable: 0, tokens: 0, refilledAt: now });
+      Object.assign(record, { level: 'rate_limited', verified: 0, unverifiable: 0 });
     }
-    const perMinute = this.allowedPerMinute(record.level);
-    record.tokens = Math.min(perMinute, record.tokens + ((now - record.refilledAt) * perMinute) / 60_000);
-    record.refilledAt = now;
     return record;
   }
 }

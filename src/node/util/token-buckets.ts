@@ -18,15 +18,27 @@ export class TokenBuckets {
 
   /** Takes one token for `key`; false (and nothing taken) when its bucket is empty. */
   take(key: string): boolean {
+    return this.takeUpTo(key, 1) === 1;
+  }
+
+  /** Takes as many of `count` tokens as `key` has (whole ones); returns how many it took. */
+  takeUpTo(key: string, count: number): number {
     const now = this.now();
     const bucket = this.buckets.get(key);
     const tokens = bucket ? this.refilled(bucket, now) : this.options.burst;
+    const taken = Math.max(0, Math.min(count, Math.floor(tokens)));
     // A refused take changes nothing: retrying does not delay the refill, and costs no memory.
-    if (tokens < 1) return false;
+    if (taken === 0) return 0;
     this.buckets.delete(key);
-    this.buckets.set(key, { tokens: tokens - 1, at: now });
+    this.buckets.set(key, { tokens: tokens - taken, at: now });
     this.prune(now);
-    return true;
+    return taken;
+  }
+
+  /** Whole tokens `key` has now (nothing taken). */
+  available(key: string): number {
+    const bucket = this.buckets.get(key);
+    return Math.floor(bucket ? this.refilled(bucket, this.now()) : this.options.burst);
   }
 
   /** Keys currently tracked (for tests and stats). */

@@ -236,6 +236,31 @@ describe('DHT: private network on loopback', () => {
     assert.equal(item?.seq, seq + 1);
   });
 
+  it('tries a put that failed again soon, instead of at the next republish', async (t) => {
+    const d = await daemon(t);
+    await published(d);
+    const { dht } = d.node;
+    const realPut = dht.putMutable.bind(dht);
+    let failures = 0;
+    // One put fails (as a lookup past its deadline on a loaded node would), the next goes through.
+    dht.putMutable = (put) => (failures++ === 0 ? Promise.reject(new Error('lookup past its deadline')) : realPut(put));
+    const retried = d.node.bus.once('dht.metadata.published', (e) => e.payload.nodesAccepted > 0, AbortSignal.timeout(10_000));
+    await assert.rejects(d.node.metadataPublisher.publish('test'), /deadline/);
+    assert.ok((await retried).payload.nodesAccepted > 0, 'published by the retry');
+    assert.equal(failures, 2);
+  });
+
+  it('finds a stored item with a narrow walk of a few queries, and nothing for a key nobody published', async () => {
+    const key = newKey();
+    await dht.nodes[0]!.putMutable({ publicKey: key.raw, seq: 3, value: { walk: 'narrow' }, sign: key.sign });
+    const reader = dht.nodes[7]!;
+    const before = reader.inbound.received;
+    const item = await reader.findMutable(key.raw);
+    assert.deepEqual(item?.value, { walk: Buffer.from('narrow') });
+    assert.ok(reader.inbound.received - before <= 6, `${reader.inbound.received - before} answers for the walk`);
+    assert.equal(await reader.findMutable(newKey().raw), null);
+  });
+
   it('holds a private node until released, and says so through GraphQL', async (t) => {
     const p = await daemon(t, { 'node.node_type': 'private' });
     const status = await gql(p.api.url, '{ dht { publicationHeld lastPublish { sequence } } }');

@@ -9,27 +9,10 @@ import { DATABASE_FILE, openDatabase } from '../src/db/client.ts';
 import { KnownPeersRepository } from '../src/db/known-peers.ts';
 import { LOCK_FILE } from '../src/node/storage/data-dir-lock.ts';
 import { gql } from './helpers/graphql.ts';
+import { CLI, type Finished, LOCAL_FLAGS, runCli } from './helpers/cli.ts';
 import { tempDir } from './helpers/temp.ts';
 
-const CLI = ['--import', 'tsx', 'src/cli/main.ts'];
-const LOCAL_FLAGS = ['--api-port', '0', '--quic-port', '0', '--dht-port', '0', '--listen-host', '127.0.0.1', '--dht-bootstrap', ''];
-
-interface Finished {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Finished> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...CLI, ...args], { env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c));
-    child.stderr.on('data', (c: Buffer) => (stderr += c));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<Finished> => runCli(args, { env });
 
 /** Starts `remote-network start` and resolves with the GraphQL URL from its "node started" log line. */
 function startNode(dataDir: string): Promise<{ child: ChildProcess; url: string; logs: string[]; exited: Promise<number | null> }> {

@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { DATABASE_FILE, openDatabase } from '../src/db/client.ts';
@@ -20,6 +18,7 @@ import { captureLogs } from './helpers/log-capture.ts';
 import { peerIdOf, randomPeer } from './helpers/peers.ts';
 import { startPrivateDht } from './helpers/private-dht.ts';
 import { fillDisk, freeDisk, mountTmpfs, remountReadOnly } from './helpers/tmpfs.ts';
+import { LOCAL_FLAGS, runCli } from './helpers/cli.ts';
 
 /** Rows in the file, read by a connection of its own (what is on disk, not what the node believes). */
 function rowsInFile(reader: Database.Database): Set<string> {
@@ -275,30 +274,6 @@ describe('BEP 44 sequence numbers on a full disk', () => {
   });
 });
 
-const CLI = ['--import', 'tsx', 'src/cli/main.ts'];
-const LOCAL_FLAGS = ['--api-port', '0', '--quic-port', '0', '--dht-port', '0', '--listen-host', '127.0.0.1', '--dht-bootstrap', ''];
-
-interface Finished {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Runs the CLI to its end; `onLine` sees each stdout line as it comes (the node's JSON log). */
-function runCli(args: string[], onLine?: (line: string, child: ChildProcess) => void): Promise<Finished> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...CLI, ...args]);
-    let stdout = '';
-    let stderr = '';
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      stdout += `${line}\n`;
-      onLine?.(line, child);
-    });
-    child.stderr.on('data', (c: Buffer) => (stderr += c));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
 /** A data directory that has held a node (key, database) and is stopped now. */
 async function usedDataDir(dataDir: string): Promise<void> {
   const node = await RemoteNode.start(testConfig(dataDir), { logger: createLogger('silent') });
@@ -349,11 +324,11 @@ describe('the CLI on a full or read-only data directory', () => {
     if (!dir) return;
     const dataDir = join(dir, 'node');
     let ballast = '';
-    const result = await runCli(['start', '--data-dir', dataDir, ...LOCAL_FLAGS], (line, child) => {
+    const result = await runCli(['start', '--data-dir', dataDir, ...LOCAL_FLAGS], { onLine: (line, child) => {
       if ((JSON.parse(line) as { msg?: string }).msg !== 'node started') return;
       ballast = fillDisk(dir);
       child.kill('SIGTERM');
-    });
+    } });
     assert.equal(result.code, EXIT_STORAGE, result.stderr);
     assert.deepEqual(result.stderr.trimEnd().split('\n'), [
       `remote-network: stopped, but storage failure: cannot checkpoint and close the database ${join(dataDir, DATABASE_FILE)}: SQLITE_FULL (database or disk is full); the WAL file keeps the data for the next start`,

@@ -5,7 +5,6 @@ import {
   type LabEventStream,
   type LabHost,
   type LabNode,
-  LabProcessExitedError,
   type NatLab,
   createNatLab,
   natLabSupport,
@@ -251,17 +250,21 @@ describe('NAT traversal behind real NAT (namespaces + nftables)', { skip, timeou
     assert.equal((await connectionTo(symB, symA.peerId))?.viaRelay, true);
   });
 
-  it('refuses to start a relay that is behind NAT', async () => {
-    await assert.rejects(
-      startLabNode(suite, lab, hosts.coneB, {
-        ...common({ 'node.node_type': 'auto', 'relay.relay_mode': 'true' }),
-        'node.data_dir': lab.tempDir('nat-relay'),
-        'quic.quic_port': '30907',
-        'dht.dht_port': '6882',
-        'api.port': '8081',
-      }),
-      (error: unknown) => error instanceof LabProcessExitedError && /RELAY_NOT_PUBLIC|A relay must be public/.test(error.message + String((error as { output?: string }).output)),
-    );
+  it('keeps a relay behind NAT running, private and offering no relay service (it does not exit)', async () => {
+    const natRelay = await startLabNode(suite, lab, hosts.coneB, {
+      ...common({ 'node.node_type': 'auto', 'relay.relay_mode': 'true' }),
+      'node.data_dir': lab.tempDir('nat-relay'),
+      'quic.quic_port': '30907',
+      'dht.dht_port': '6882',
+      'api.port': '8081',
+    });
+    const events = await openEventStream(suite, natRelay, ['nat.reachability.changed']);
+    if ((await nodeView(natRelay)).nat.reachability === 'UNKNOWN') {
+      await events.waitFor((e) => e.type === 'nat.reachability.changed', { timeoutMs: 60_000, what: 'reachability verdict' });
+    }
+    const result = await natRelay.query<{ node: { isRelay: boolean; nat: { reachability: string } } }>('{ node { isRelay nat { reachability } } }');
+    assert.deepEqual([result.data?.node.nat.reachability, result.data?.node.isRelay], ['PRIVATE', false]);
+    await natRelay.stop();
   });
 
   it('moves to the other relay when its relay is killed, and republishes with a higher seq', async () => {

@@ -9,10 +9,10 @@ import { MainlineDht } from './dht/mainline-dht.ts';
 import { TopicDiscovery } from './dht/topic-discovery.ts';
 import { DiscoveryService } from './discovery/discovery-service.ts';
 import { resolvePeerRoute } from './discovery/peer-address.ts';
-import { RemoteNetworkError } from './errors.ts';
 import { HolePuncher } from './holepunch/hole-puncher.ts';
+import { ReachabilityPolicy } from './nat/reachability-policy.ts';
 import { ReachabilityService, publicAddressOf } from './nat/reachability.ts';
-import { RelayClient, type RelaySession } from './relay/relay-client.ts';
+import { RelayClient } from './relay/relay-client.ts';
 import { RelayServer } from './relay/relay-server.ts';
 import { type RelayRoute, RelayedTransport } from './relay/relayed-transport.ts';
 import { IdentityExchanger, formatAddress } from './exchange/identity-exchange.ts';
@@ -47,14 +47,6 @@ export interface Component {
 
 export interface StartNodeOptions {
   readonly logger?: Logger;
-}
-
-/** How long a relay with `node_type = auto` waits at start for its reachability verdict. */
-export const RELAY_REACHABILITY_TIMEOUT_MS = 30_000;
-
-/** `relay_mode = true` on a node that is not reachable from the internet. */
-export class RelayNotPublicError extends RemoteNetworkError {
-  readonly code = 'RELAY_NOT_PUBLIC';
 }
 
 /**
@@ -224,6 +216,8 @@ export class RemoteNode {
       bus: this.bus,
       logger,
       quicPort: () => this.quicPort,
+      recheckIntervalMs: config.nat.recheck_interval * 1000,
+      unsettledRecheckIntervalMs: config.nat.unsettled_recheck_interval * 1000,
     });
     this.relayServer = new RelayServer({
       enabled: () => this.isRelay,
@@ -247,7 +241,6 @@ export class RemoteNode {
       bus: this.bus,
       logger,
       connectToPeer: (peerId) => this.connectToPeer(peerId),
-      onSession: (session) => this.relaySessionChanged(session),
     });
     this.holePuncher = new HolePuncher({
       connections: this.connections,
@@ -263,10 +256,18 @@ export class RemoteNode {
       logger,
       disconnect: (peerId, reason) => this.connections.disconnect(peerId, reason),
     });
-    this.bus.on('nat.reachability.changed', () => void this.reachabilityChanged());
-    // A public node that listens on every interface learns the address to publish from its peers.
-    this.bus.on('peer.exchanged', () => {
-      if (this.nodeType === 'public' && !specificHost) void this.publishAddress();
+    const reachabilityPolicy = new ReachabilityPolicy({
+      mode: config.node.node_type,
+      reachability: this.reachability,
+      relayClient: this.relayClient,
+      publisher: this.metadataPublisher,
+      connections: this.connections,
+      bus: this.bus,
+      logger,
+      relayGraceMs: config.nat.relay_grace_period * 1000,
+      isRelay: () => this.isRelay,
+      publicAddress: () => this.publicAddress,
+      listensOnSpecificHost: specificHost !== null,
     });
     // A peer's DHT node joins our routing table once the exchange told us its port.
     this.bus.on('peer.exchanged', (e) => {
@@ -278,13 +279,6 @@ export class RemoteNode {
       connections: this.connections,
       bootstrap: config.peer_discovery.bootstrap_peers,
     });
-    const relayClientComponent: Component = {
-      name: 'relay-client',
-      start: () => {
-        if (this.config.node.node_type === 'private') this.relayClient.activate();
-      },
-      stop: () => this.relayClient.stop(),
-    };
     this.components = [
       this.dht,
       this.connectionLimits,
@@ -297,7 +291,8 @@ export class RemoteNode {
       this.holePuncher,
       this.topicDiscovery,
       this.metadataPublisher,
-      relayClientComponent,
+      this.relayClient,
+      reachabilityPolicy,
       this.hearsay,
       this.discovery,
     ];
@@ -329,49 +324,6 @@ export class RemoteNode {
     return this.specificHost ? [formatAddress({ host: this.specificHost, port: this.quicPort })] : [];
   }
 
-  private async reachabilityChanged(): Promise<void> {
-    try {
-      if (this.nodeType === 'public') {
-        await this.metadataPublisher.update({ nodeType: 'public', isRelay: this.isRelay, capabilities: this.isRelay ? ['relay'] : [] });
-        await this.publishAddress();
-        if (this.metadataPublisher.isHeld) await this.metadataPublisher.release();
-      } else {
-        await this.metadataPublisher.update({ nodeType: 'private', publicIp: null, publicPort: null, isRelay: false, capabilities: [] });
-        this.relayClient.activate();
-      }
-    } catch (error) {
-      this.logger.warn({ err: error }, 'metadata update after the reachability verdict failed');
-    }
-  }
-
-  /** Publishes our public address when it differs from the one in our metadata. */
-  private async publishAddress(): Promise<void> {
-    const address = this.publicAddress ? parseHostPort(this.publicAddress) : undefined;
-    if (!address) return;
-    const current = this.metadataPublisher.current;
-    if (current.publicIp === address.host && current.publicPort === address.port) return;
-    await this.metadataPublisher.update({ publicIp: address.host, publicPort: address.port }).catch((error: unknown) => {
-      this.logger.warn({ err: error }, 'publishing our address failed');
-    });
-  }
-
-  /** The seed: a NAT node publishes its relay only once registered, and again on every change. */
-  private async relaySessionChanged(session: RelaySession | null): Promise<void> {
-    if (!session) return;
-    await this.metadataPublisher.update({
-      usingRelay: true,
-      connectedRelay: session.relayPeerId,
-      relaySessionId: session.sessionId,
-      relayAddress: session.relayAddress,
-    });
-    if (this.metadataPublisher.isHeld) await this.metadataPublisher.release();
-  }
-
-  /**
-   * Opens the data directory (lock, key, database) and starts every component. A full, read-only
-   * or inaccessible data directory fails with a StorageError naming the step and the path; what
-   * was opened is closed again, and a failure while closing never hides the first one.
-   */
   static async start(config: Config, options: StartNodeOptions = {}): Promise<RemoteNode> {
     const logger = options.logger ?? createLogger(config.node.log_level);
     const dataDir = resolve(config.node.data_dir);
@@ -394,8 +346,6 @@ export class RemoteNode {
       // Components write to the database at start (the BEP 44 sequence number).
       throw asStorageError(error, 'write to the database', databaseFile);
     }
-    // Running from here on: a failure stops the node (which releases the database and the lock).
-    await node.requirePublicRelay();
     return node;
   }
 
@@ -442,23 +392,6 @@ export class RemoteNode {
   /** A relay serves only once it is known to be public. */
   get isRelay(): boolean {
     return this.config.relay.relay_mode && this.nodeType === 'public';
-  }
-
-  /**
-   * A relay must be reachable: with `node_type = auto` the start waits for the reachability verdict
-   * and fails (after stopping the node) when the node is private or nobody could tell.
-   */
-  private async requirePublicRelay(): Promise<void> {
-    if (!this.config.relay.relay_mode || this.config.node.node_type !== 'auto') return;
-    const verdict = await this.reachability.waitForVerdict(RELAY_REACHABILITY_TIMEOUT_MS);
-    if (verdict === 'PUBLIC') return;
-    // The verdict is the failure to report; a failing close was logged by stop().
-    await this.stop('relay not public').catch(() => {});
-    throw new RelayNotPublicError(
-      verdict === 'PRIVATE'
-        ? 'relay_mode = true, but this node is behind NAT: peers could not dial it back. A relay must be public.'
-        : `relay_mode = true, but reachability could not be confirmed within ${RELAY_REACHABILITY_TIMEOUT_MS / 1000} s (no peers to dial back). Set node_type = public if this node is reachable.`,
-    );
   }
 
   private async startComponents(): Promise<void> {

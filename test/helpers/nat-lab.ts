@@ -107,6 +107,13 @@ export interface NatLab {
   addPrivateHost(name: string, options: PrivateHostOptions): Promise<LabHost>;
   /** Runs a command to completion in a namespace; rejects with LabCommandError unless it exits 0. */
   exec(target: LabNamespace, command: readonly string[], options?: ExecOptions): Promise<ExecResult>;
+  /**
+   * Puts a stateful firewall in front of a public host (nftables in its namespace): new inbound UDP
+   * on its wan link is dropped, flows it opened keep working, as if it had moved behind a NAT router.
+   */
+  blockUnsolicited(host: LabHost): Promise<void>;
+  /** Takes that firewall away again. */
+  allowUnsolicited(host: LabHost): Promise<void>;
   /** Starts a long-running command in a namespace (cwd = repository root). */
   spawn(target: LabNamespace, command: readonly string[], options?: SpawnOptions): LabProcess;
   /** A fresh directory, removed with the lab (after its processes are gone). */
@@ -522,6 +529,22 @@ class Lab implements NatLab {
     ]);
     await this.linkMgmt(netns, mgmt);
     return { name, netns, address, publicAddress: router.wanAddress, mgmtAddress: mgmt.hostAddress, router };
+  }
+
+  async blockUnsolicited(host: LabHost): Promise<void> {
+    const rules = [
+      'table inet rnfirewall {',
+      '  chain input {',
+      '    type filter hook input priority 0; policy accept;',
+      `    iifname "${WAN_IF}" meta l4proto udp ct state new drop`,
+      '  }',
+      '}',
+    ].join('\n');
+    await this.exec(host, ['nft', '-f', '-'], { input: rules });
+  }
+
+  async allowUnsolicited(host: LabHost): Promise<void> {
+    await this.exec(host, ['nft', 'delete', 'table', 'inet', 'rnfirewall']);
   }
 
   exec(target: LabNamespace, command: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {

@@ -27,9 +27,32 @@ const NatType = builder.enumType('NatType', {
   } as const,
 });
 
+const ReachabilityConfidence = builder.enumType('ReachabilityConfidence', {
+  description: 'How sure the reachability verdict is.',
+  values: {
+    NONE: { description: 'No verdict yet.' },
+    PROVISIONAL: { description: 'One peer (or peers of one network only, when others were connected) said so: re-tested as more peers arrive.' },
+    CONFIRMED: { description: 'Two distinct peers agreed, from distinct /24 or /48 networks when there were such peers.' },
+    CONFIGURED: { description: 'node_type is forced in the configuration.' },
+  } as const,
+});
+
 const NatInfo = builder.objectRef<RemoteNode>('NatInfo').implement({
   fields: (t) => ({
     reachability: t.field({ type: Reachability, resolve: (n) => n.reachability.reachability }),
+    confidence: t.field({ type: ReachabilityConfidence, resolve: (n) => n.reachability.confidence }),
+    checkedAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'When the last dial-back check that got answers ended (null: none yet, or node_type is forced).',
+      resolve: (n) => n.reachability.state.checkedAt,
+    }),
+    nextCheckAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'When the next check is due (sooner when our observed address or interfaces change).',
+      resolve: (n) => n.reachability.state.nextCheckAt,
+    }),
     type: t.field({ type: NatType, resolve: (n) => n.reachability.natType }),
     observedAddresses: t.stringList({
       description: 'Our address as directly connected peers see it, most reported first.',
@@ -47,6 +70,17 @@ const RelayInfo = builder.objectRef<RelaySession>('RelayInfo').implement({
     since: t.field({ type: 'DateTime', resolve: (s) => s.since }),
   }),
 });
+
+builder.mutationField('checkReachability', (t) =>
+  t.field({
+    type: NatInfo,
+    description: 'Runs a reachability check now (dial-backs from up to three connected peers) and returns the result; with a forced node_type, the configured answer.',
+    resolve: async (_root, _args, ctx) => {
+      await ctx.node.reachability.check('requested through the API');
+      return ctx.node;
+    },
+  }),
+);
 
 builder.objectFields(NodeInfo, (t) => ({
   nat: t.field({ type: NatInfo, resolve: (n) => n }),

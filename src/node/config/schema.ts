@@ -200,8 +200,33 @@ export const CONFIG_SPEC = {
       'Peers dialled at start.',
     ),
   },
+  nat: {
+    recheck_interval: setting(
+      seconds(10, 86_400),
+      '300',
+      'a number of seconds from 10 to 86400',
+      'With node_type = auto: how often a confirmed reachability verdict is checked again (also at once when our observed address or interfaces change).',
+    ),
+    unsettled_recheck_interval: setting(
+      seconds(1, 3600),
+      '30',
+      'a number of seconds from 1 to 3600',
+      'With node_type = auto: how often an undecided or provisional verdict is checked again.',
+    ),
+    relay_grace_period: setting(
+      seconds(0, 3600),
+      '10',
+      'a number of seconds from 0 to 3600',
+      'With node_type = auto: an undecided node registers with a known relay after this, to be reachable until its verdict (dropped if it turns out public).',
+    ),
+  },
   relay: {
-    relay_mode: setting(boolean, 'false', 'true or false', 'Offer relay service to NAT peers (public nodes only).'),
+    relay_mode: setting(
+      boolean,
+      'false',
+      'true or false',
+      'Offer relay service to NAT peers, once the node is public (with node_type = auto, from its verdict on).',
+    ),
     relay_keepalive_interval: setting(
       seconds(1, 300),
       '5',

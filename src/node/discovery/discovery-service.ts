@@ -23,6 +23,12 @@ export const MAX_QUEUED_DIALS = 1000;
 const FIRST_BACKOFF_MS = 1_000;
 const MAX_BACKOFF_MS = 5 * 60_000;
 /**
+ * A bootstrap peer is redialled until it answers, at most this far apart: nodes of a small
+ * network often start together (after a power cut, a `docker compose up`), and one started before
+ * its bootstrap peer or relay must find it once it is up.
+ */
+export const BOOTSTRAP_MAX_BACKOFF_MS = 10_000;
+/**
  * Re-exchanges with one random connected peer follow Trickle (RFC 6206): the gap starts at this,
  * doubles after each re-exchange that brought no new peer, up to MAX_REEXCHANGE_GAP_ROUNDS
  * discovery intervals, and drops back here as soon as this node learns a new peer from any
@@ -84,6 +90,8 @@ export class DiscoveryService {
   readonly name = 'discovery';
   private readonly queue: Target[] = [];
   private readonly queued = new Set<string>();
+  /** Keys of the bootstrap targets (retried until they answer). */
+  private readonly bootstrapKeys: Set<string>;
   private readonly backoff = new Map<string, { failures: number; until: number }>();
   /** Dials in flight by address: a peer found both on the DHT topic and by exchange is dialled once. */
   private readonly dialling = new Map<string, Promise<unknown>>();
@@ -105,6 +113,7 @@ export class DiscoveryService {
 
   constructor(private readonly options: DiscoveryServiceOptions) {
     this.log = options.logger.child({ component: 'discovery' });
+    this.bootstrapKeys = new Set(options.bootstrap.map((address) => keyOf({ kind: 'address', address })));
   }
 
   start(): void {
@@ -325,14 +334,15 @@ export class DiscoveryService {
     if (target.kind === 'peer') this.options.fetcher.invalidate(target.peerId);
     if (error instanceof DialTimeoutError) this.dialWindow = Math.max(1, Math.floor(this.dialWindow / 2));
     const failures = (this.backoff.get(key)?.failures ?? 0) + 1;
-    const delay = Math.min(FIRST_BACKOFF_MS * 2 ** (failures - 1), MAX_BACKOFF_MS);
+    const bootstrap = this.bootstrapKeys.has(key);
+    const delay = Math.min(FIRST_BACKOFF_MS * 2 ** (failures - 1), bootstrap ? BOOTSTRAP_MAX_BACKOFF_MS : MAX_BACKOFF_MS);
     setBounded(this.backoff, key, { failures, until: Date.now() + delay }, MAX_QUEUED_DIALS * 10);
     this.log.debug({ target: key, failures, retryInMs: delay, err: error }, 'dial failed');
     // A NAT peer without a relay waits for the next periodic round (it may register by then);
     // anything else (metadata not published yet, a peer still starting) is worth another try once
     // the backoff ends.
     if (error instanceof PeerNotDialableError) return;
-    if (this.running && failures < 8) {
+    if (this.running && (failures < 8 || bootstrap)) {
       const retry = setTimeout(() => this.enqueue(target), delay);
       retry.unref();
     }

@@ -68,7 +68,14 @@ export interface NodeEventMap {
 
   'holepunch.started': { peerId: string; attempt: number };
   /** Reachability detection concluded (or changed its mind). */
-  'nat.reachability.changed': { reachability: 'PUBLIC' | 'PRIVATE'; natType: string; observedAddresses: string[] };
+  'nat.reachability.changed': {
+    reachability: 'PUBLIC' | 'PRIVATE';
+    previous: 'UNKNOWN' | 'PUBLIC' | 'PRIVATE';
+    /** PROVISIONAL (one peer, or one network) or CONFIRMED (two distinct peers and networks). */
+    confidence: 'NONE' | 'PROVISIONAL' | 'CONFIRMED' | 'CONFIGURED';
+    natType: string;
+    observedAddresses: string[];
+  };
   'holepunch.succeeded': { peerId: string; attempt: number; durationMs: number };
   'holepunch.failed': { peerId: string; attempt: number; reason: string };
 

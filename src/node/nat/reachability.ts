@@ -1,8 +1,10 @@
+import { networkInterfaces } from 'node:os';
 import type { NodeTypeSetting } from '../config/schema.ts';
 import { RemoteNetworkError } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import { formatAddress } from '../exchange/identity-exchange.ts';
+import { connectionGroup } from '../lifecycle/connection-groups.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
 import type { Logger } from '../logger.ts';
 import type { PeerConnection } from '../quic/types.ts';
@@ -12,17 +14,33 @@ import { dialbackRequestMessage, dialbackResultMessage } from '../wire/messages.
 import { type NatType, ObservedAddresses } from './observed-addresses.ts';
 
 export type Reachability = 'UNKNOWN' | 'PUBLIC' | 'PRIVATE';
+/**
+ * How sure the verdict is: NONE (no verdict), PROVISIONAL (one peer's word, or peers of one
+ * network only when others were available), CONFIRMED (two distinct peers, from distinct networks
+ * where there were some), CONFIGURED (node_type forced).
+ */
+export type ReachabilityConfidence = 'NONE' | 'PROVISIONAL' | 'CONFIRMED' | 'CONFIGURED';
 
-/** Peers asked in one check; PUBLIC needs this many confirmations (or all asked, if fewer). */
+/** Peers asked in one check (distinct networks first). */
 export const DIALBACK_PEERS = 3;
-export const DIALBACK_CONFIRMATIONS = 2;
+/** Distinct peers that must agree for a CONFIRMED verdict. */
+export const CONFIRMING_PEERS = 2;
 /** How long a dial-back may take to arrive (the peer's handshake from a fresh socket). */
 export const DIALBACK_TIMEOUT_MS = 4_000;
 /** Serving side: dial-backs per minute for everyone, and the pause between two for one peer. */
 export const DIALBACKS_PER_MINUTE = 20;
 export const DIALBACK_PEER_PAUSE_MS = 10_000;
-/** A check that could not conclude (too few peers answered) is tried again after this. */
-const RECHECK_MS = 30_000;
+/** A confirmed verdict is overturned by a confirmed opposite check, or by this many opposite checks in a row. */
+export const OPPOSITE_CHECKS_TO_FLIP = 2;
+/** How often the local interfaces are compared with what they were (an address change triggers a check). */
+const INTERFACE_POLL_MS = 10_000;
+/** A check that concluded nothing (nobody answered) is retried after this at most. */
+const INCONCLUSIVE_RETRY_MS = 15_000;
+/**
+ * Checks start at least this far apart (the API's excepted): a peer serves one dial-back per
+ * DIALBACK_PEER_PAUSE_MS per requester, and a check sooner would turn its answer into a refusal.
+ */
+export const MIN_CHECK_GAP_MS = DIALBACK_PEER_PAUSE_MS + 1_000;
 
 export class DialbackRateLimitedError extends RemoteNetworkError {
   readonly code = 'DIALBACK_RATE_LIMITED';
@@ -35,22 +53,50 @@ export interface ReachabilityOptions {
   readonly bus: EventBus<NodeEventMap>;
   readonly logger: Logger;
   readonly quicPort: () => number;
+  /** Re-check period once CONFIRMED, and while PROVISIONAL or undecided. */
+  readonly recheckIntervalMs: number;
+  readonly unsettledRecheckIntervalMs: number;
 }
 
+/** What a check found, and what the node believes now. */
+export interface ReachabilityState {
+  readonly reachability: Reachability;
+  readonly confidence: ReachabilityConfidence;
+  readonly checkedAt: Date | null;
+  readonly nextCheckAt: Date | null;
+}
+
+type Outcome = 'reached' | 'unreached' | 'no answer';
+
 /**
- * Is this node reachable from the internet? With `node_type = auto`, once it has direct
- * connections it asks a few peers to dial back the address they observe from a fresh socket (an
- * AutoNAT-style check): PUBLIC when enough dial-backs arrive, PRIVATE when the peers answered and
- * too few did. The NAT type comes from the addresses peers observe. A forced node type is final.
- * This node also serves dial-backs for others, rate limited.
+ * Is this node reachable from the internet? With `node_type = auto` it asks directly connected
+ * peers (one is enough to start) to dial back the address they observe, from a fresh socket (an
+ * AutoNAT-style check). A dial-back that arrives is our own observation: PUBLIC. Answers without
+ * one: PRIVATE. One peer's word makes a PROVISIONAL verdict, two distinct peers (from distinct
+ * /24 or /48 networks when there are such peers) a CONFIRMED one. The verdict is re-checked
+ * periodically, at once when the address peers see or the local interfaces change, and when a
+ * peer not asked yet connects while the verdict is provisional; a confirmed verdict
+ * flips only on a confirmed opposite check or OPPOSITE_CHECKS_TO_FLIP opposite checks in a row (one
+ * lost packet flips nothing). A forced node type is final. This node also serves dial-backs for
+ * others, rate limited.
  */
 export class ReachabilityService {
   readonly name = 'reachability';
   readonly observed: ObservedAddresses;
   private verdict: Reachability;
-  private checking: Promise<Reachability> | undefined;
-  private nextCheckAt = 0;
-  private recheckTimer: NodeJS.Timeout | undefined;
+  private confidenceLevel: ReachabilityConfidence;
+  private lastCheckAt: Date | null = null;
+  private nextCheck: Date | null = null;
+  private oppositeChecks = 0;
+  /** Peers asked in the last check that concluded (a peer not among them re-tests a provisional verdict). */
+  private askedPeers = new Set<string>();
+  private lastCheckStartedAt = -Infinity;
+  private checking: Promise<ReachabilityState> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private interfacePoll: NodeJS.Timeout | undefined;
+  private interfaces = '';
+  private primaryObserved: string | null = null;
+  private running = false;
   /** Dial-backs we wait for, by the peer asked. */
   private readonly expected = new Map<string, () => void>();
   private readonly served = new Map<string, number>();
@@ -62,6 +108,7 @@ export class ReachabilityService {
     this.log = options.logger.child({ component: 'reachability' });
     this.observed = new ObservedAddresses(options.quicPort);
     this.verdict = options.mode === 'public' ? 'PUBLIC' : options.mode === 'private' ? 'PRIVATE' : 'UNKNOWN';
+    this.confidenceLevel = options.mode === 'auto' ? 'NONE' : 'CONFIGURED';
     options.connections.handle('dialback_request', (connection, channel, first) => this.serve(connection, channel, first));
     options.connections.interceptInbound((connection) => this.interceptDialback(connection));
   }
@@ -70,24 +117,45 @@ export class ReachabilityService {
     return this.verdict;
   }
 
+  get confidence(): ReachabilityConfidence {
+    return this.confidenceLevel;
+  }
+
+  get state(): ReachabilityState {
+    return { reachability: this.verdict, confidence: this.confidenceLevel, checkedAt: this.lastCheckAt, nextCheckAt: this.nextCheck };
+  }
+
   get natType(): NatType {
     return this.observed.natType();
   }
 
   start(): void {
+    this.running = true;
     this.offs.push(
       this.options.bus.on('peer.exchanged', (e) => {
         const connection = this.options.connections.byPeer(e.payload.peerId);
         if (!connection || connection.viaRelay) return;
         this.observed.record(e.payload.peerId, e.payload.observedAddress, e.payload.remoteAddress);
-        this.maybeCheck();
+        this.peerArrived(e.payload.peerId);
       }),
     );
+    if (this.options.mode !== 'auto') return;
+    this.interfaces = interfaceFingerprint();
+    this.interfacePoll = setInterval(() => {
+      const now = interfaceFingerprint();
+      if (now === this.interfaces) return;
+      this.interfaces = now;
+      this.soon('the local interface addresses changed');
+    }, INTERFACE_POLL_MS);
+    this.interfacePoll.unref();
   }
 
   stop(): void {
+    this.running = false;
     for (const off of this.offs.splice(0)) off();
-    clearTimeout(this.recheckTimer);
+    clearTimeout(this.timer);
+    clearInterval(this.interfacePoll);
+    this.nextCheck = null;
   }
 
   /** Resolves with the verdict once there is one (PUBLIC or PRIVATE), or UNKNOWN after `timeoutMs`. */
@@ -106,61 +174,133 @@ export class ReachabilityService {
     });
   }
 
-  /** Runs a check now (auto mode); concurrent callers share it. */
-  check(): Promise<Reachability> {
-    if (this.options.mode !== 'auto') return Promise.resolve(this.verdict);
-    this.checking ??= this.runCheck().finally(() => {
+  /** Runs a check now (auto mode; a forced node type answers as it is); concurrent callers share it. */
+  check(reason = 'requested'): Promise<ReachabilityState> {
+    if (this.options.mode !== 'auto') return Promise.resolve(this.state);
+    this.checking ??= this.runCheck(reason).finally(() => {
       this.checking = undefined;
+      this.schedule();
     });
     return this.checking;
   }
 
-  private maybeCheck(): void {
-    if (this.options.mode !== 'auto' || this.verdict !== 'UNKNOWN' || this.checking) return;
-    if (Date.now() < this.nextCheckAt || this.directPeers().length < DIALBACK_CONFIRMATIONS) return;
-    void this.check();
+  /** A direct peer finished an exchange: the first peer starts the first check; a new network re-tests a provisional verdict. */
+  private peerArrived(peerId: string): void {
+    if (this.options.mode !== 'auto' || !this.running) return;
+    const primary = this.observed.primary ? formatAddress(this.observed.primary) : null;
+    if (this.primaryObserved !== null && primary !== null && primary !== this.primaryObserved) {
+      this.primaryObserved = primary;
+      this.soon('peers see another address for us');
+      return;
+    }
+    this.primaryObserved ??= primary;
+    if (this.verdict === 'UNKNOWN' && !this.nextCheck) this.soon('a first direct peer');
+    else if (this.confidenceLevel === 'PROVISIONAL' && !this.askedPeers.has(peerId)) this.soon('a peer not asked yet');
   }
 
-  private directPeers(): string[] {
+  /** A check as soon as the peers asked last can answer again (MIN_CHECK_GAP_MS after the last one). */
+  private soon(reason: string): void {
+    clearTimeout(this.timer);
+    const delay = Math.max(0, this.lastCheckStartedAt + MIN_CHECK_GAP_MS - Date.now());
+    this.nextCheck = new Date(Date.now() + delay);
+    this.timer = setTimeout(() => void this.check(reason), delay);
+    this.timer.unref();
+  }
+
+  /** The next periodic check: sooner while unsettled. */
+  private schedule(delayMs?: number): void {
+    if (!this.running || this.options.mode !== 'auto') return;
+    clearTimeout(this.timer);
+    const settled = this.confidenceLevel === 'CONFIRMED' && this.oppositeChecks === 0;
+    const ms = Math.max(
+      delayMs ?? (settled ? this.options.recheckIntervalMs : this.options.unsettledRecheckIntervalMs),
+      this.lastCheckStartedAt + MIN_CHECK_GAP_MS - Date.now(),
+    );
+    this.nextCheck = new Date(Date.now() + ms);
+    this.timer = setTimeout(() => void this.check('periodic re-check'), ms);
+    this.timer.unref();
+  }
+
+  private directPeers(): Array<{ peerId: string; network: string }> {
     return this.options.connections
       .list()
       .filter((c) => c.peerId && !c.viaRelay && (c.state === 'IDLE' || c.state === 'CONNECTED'))
-      .map((c) => c.peerId as string);
+      .map((c) => ({ peerId: c.peerId as string, network: subnetOfAddress(c.remoteAddress) }));
   }
 
-  private async runCheck(): Promise<Reachability> {
-    const peers = this.directPeers().slice(0, DIALBACK_PEERS);
-    const outcomes = await Promise.all(peers.map((peerId) => this.askDialback(peerId)));
-    const answered = outcomes.filter((o) => o !== 'no answer').length;
-    const confirmed = outcomes.filter((o) => o === 'reached').length;
-    this.log.info({ asked: peers.length, answered, confirmed }, 'reachability check');
-    let verdict: Reachability = 'UNKNOWN';
-    if (confirmed >= DIALBACK_CONFIRMATIONS) verdict = 'PUBLIC';
-    else if (answered >= DIALBACK_CONFIRMATIONS) verdict = 'PRIVATE';
-    if (verdict === 'UNKNOWN') {
-      this.nextCheckAt = Date.now() + RECHECK_MS;
-      clearTimeout(this.recheckTimer);
-      this.recheckTimer = setTimeout(() => this.maybeCheck(), RECHECK_MS);
-      this.recheckTimer.unref();
-      return verdict;
+  /** Up to DIALBACK_PEERS peers, one per network first: one network's peers confirm little. */
+  private choosePeers(): Array<{ peerId: string; network: string }> {
+    const peers = shuffle(this.directPeers());
+    const chosen: Array<{ peerId: string; network: string }> = [];
+    const networks = new Set<string>();
+    for (const peer of peers) {
+      if (chosen.length < DIALBACK_PEERS && !networks.has(peer.network)) {
+        chosen.push(peer);
+        networks.add(peer.network);
+      }
     }
-    this.conclude(verdict);
-    return verdict;
+    for (const peer of peers) if (chosen.length < DIALBACK_PEERS && !chosen.includes(peer)) chosen.push(peer);
+    return chosen;
   }
 
-  private conclude(verdict: Reachability): void {
-    if (verdict === this.verdict || verdict === 'UNKNOWN') return;
+  private async runCheck(reason: string): Promise<ReachabilityState> {
+    const peers = this.choosePeers();
+    this.lastCheckStartedAt = Date.now();
+    if (peers.length === 0) {
+      this.schedule(INCONCLUSIVE_RETRY_MS);
+      return this.state;
+    }
+    const outcomes = await Promise.all(peers.map(async (p) => ({ ...p, outcome: await this.askDialback(p.peerId) })));
+    this.lastCheckAt = new Date();
+    const reached = outcomes.filter((o) => o.outcome === 'reached');
+    const unreached = outcomes.filter((o) => o.outcome === 'unreached');
+    this.log.info({ reason, asked: peers.length, reached: reached.length, unreached: unreached.length }, 'reachability check');
+    // An arrival is our own observation; "nothing arrived" is the peers' word, and one liar must not outvote it.
+    const support = reached.length > 0 ? reached : unreached;
+    if (support.length === 0) return this.state;
+    const found: Reachability = reached.length > 0 ? 'PUBLIC' : 'PRIVATE';
+    const networksAvailable = new Set(peers.map((p) => p.network)).size;
+    const supportingNetworks = new Set(support.map((p) => p.network)).size;
+    const confirmed = support.length >= CONFIRMING_PEERS && (supportingNetworks >= CONFIRMING_PEERS || networksAvailable < CONFIRMING_PEERS);
+    this.askedPeers = new Set(peers.map((p) => p.peerId));
+    this.decide(found, confirmed ? 'CONFIRMED' : 'PROVISIONAL', reason);
+    return this.state;
+  }
+
+  private decide(found: Reachability, confidence: 'PROVISIONAL' | 'CONFIRMED', reason: string): void {
+    if (found === this.verdict) {
+      this.oppositeChecks = 0;
+      if (confidence === 'CONFIRMED' && this.confidenceLevel !== 'CONFIRMED') this.change(found, confidence, reason);
+      return;
+    }
+    // Hysteresis: a confirmed verdict stands against one unconfirmed opposite check.
+    if (this.confidenceLevel === 'CONFIRMED' && confidence !== 'CONFIRMED') {
+      this.oppositeChecks += 1;
+      if (this.oppositeChecks < OPPOSITE_CHECKS_TO_FLIP) {
+        this.log.info({ verdict: this.verdict, found, reason }, 'an opposite reachability check: checking again soon');
+        return;
+      }
+    }
+    this.oppositeChecks = 0;
+    this.change(found, confidence, reason);
+  }
+
+  private change(verdict: Reachability, confidence: ReachabilityConfidence, reason: string): void {
+    const previous = this.verdict;
     this.verdict = verdict;
-    this.log.info({ reachability: verdict, natType: this.natType }, 'reachability decided');
+    this.confidenceLevel = confidence;
+    this.log.info({ reachability: verdict, previous, confidence, natType: this.natType, reason }, 'reachability decided');
     this.options.bus.emit('nat.reachability.changed', {
-      reachability: verdict,
+      reachability: verdict as 'PUBLIC' | 'PRIVATE',
+      previous,
+      confidence,
       natType: this.natType,
       observedAddresses: this.observed.addresses(),
     });
   }
 
   /** Asks one peer to dial us back; 'reached' only if its connection actually arrived. */
-  private async askDialback(peerId: string): Promise<'reached' | 'unreached' | 'no answer'> {
+  private async askDialback(peerId: string): Promise<Outcome> {
     let arrived!: () => void;
     const arrival = new Promise<void>((resolve) => {
       arrived = resolve;
@@ -239,3 +379,24 @@ export function publicAddressOf(observed: ObservedAddresses, specificHost: strin
   return primary ? formatAddress(primary) : null;
 }
 
+/** The /24 (IPv4) or /48 (IPv6) network of a direct peer's `host:port`. */
+function subnetOfAddress(address: string): string {
+  return connectionGroup(address, false);
+}
+
+/** The addresses of the local interfaces, as one comparable string. */
+function interfaceFingerprint(): string {
+  return Object.values(networkInterfaces())
+    .flatMap((entries) => (entries ?? []).map((e) => e.address))
+    .sort()
+    .join(',');
+}
+
+function shuffle<T>(items: readonly T[]): T[] {
+  const copy = [...items];
+  for (let i = copy.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [copy[i], copy[j]] = [copy[j] as T, copy[i] as T];
+  }
+  return copy;
+}

@@ -20,6 +20,13 @@ export const DEFAULT_MAX_CONNECTIONS = 512;
  * no streams is the lifecycle's policy, not the transport's.
  */
 export const KEEPALIVE_INTERVAL_MS = 15_000;
+/**
+ * With keep-alives on, a connection that hears nothing for this many ping periods is dead (its
+ * peer crashed or moved): QUIC's idle timeout is set to it, so that a restarted peer (a relay
+ * killed and started again) is dialled afresh within a minute instead of after the lifecycle's
+ * idle period (minutes) of talking to nobody.
+ */
+export const DEAD_AFTER_KEEPALIVES = 4;
 
 /** Inbound streams held for a connection whose stream handler is not set yet; beyond it they are reset. */
 export const MAX_PENDING_INBOUND_STREAMS = 32;

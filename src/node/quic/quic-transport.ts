@@ -21,6 +21,7 @@ import {
   DEFAULT_DIAL_TIMEOUT_MS,
   DEFAULT_MAX_CONNECTIONS,
   HANDSHAKE_TIMEOUT_MS,
+  DEAD_AFTER_KEEPALIVES,
   KEEPALIVE_INTERVAL_MS,
   MAX_INBOUND_STREAMS,
   READABLE_CHUNK_BYTES,
@@ -412,7 +413,9 @@ export class QuicTransport implements Transport {
       verifyPeer: true,
       verifyCallback,
       applicationProtos: [ALPN_PROTOCOL],
-      maxIdleTimeout: this.options.idleTimeoutMs,
+      // Pings make the idle timeout a dead-peer detector (see DEAD_AFTER_KEEPALIVES).
+      maxIdleTimeout:
+        this.keepAliveIntervalMs > 0 ? Math.min(this.options.idleTimeoutMs, this.keepAliveIntervalMs * DEAD_AFTER_KEEPALIVES) : this.options.idleTimeoutMs,
       keepAliveIntervalTime: this.keepAliveIntervalMs > 0 ? this.keepAliveIntervalMs : undefined,
       initialMaxStreamsBidi: MAX_INBOUND_STREAMS,
       // The contract has bidirectional streams only; a peer gets no credit for others.

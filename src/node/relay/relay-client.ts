@@ -6,6 +6,7 @@ import type { ConnectionInfo, ConnectionManager } from '../lifecycle/connection-
 import type { Logger } from '../logger.ts';
 import { settleWithin, withDeadline } from '../util/time-bounds.ts';
 import { MessageChannel } from '../wire/channel.ts';
+import { RemoteRefusedError } from '../wire/errors.ts';
 import { READ_TIMEOUT_MS } from '../wire/constants.ts';
 import { relayKeepaliveAckMessage, relayRegisteredMessage } from '../wire/messages.ts';
 import { CircuitClosedError, NoRelayAvailableError } from './errors.ts';
@@ -36,8 +37,6 @@ export interface RelayClientOptions {
   readonly logger: Logger;
   /** Connects to a known peer by id (address from its metadata). */
   readonly connectToPeer: (peerId: string) => Promise<ConnectionInfo>;
-  /** Called with each new session (publish relay info) and with null when it is lost. */
-  readonly onSession: (session: RelaySession | null) => Promise<void> | void;
 }
 
 export class RelayUnavailableError extends RemoteNetworkError {
@@ -87,16 +86,26 @@ export class RelayClient {
       this.options.bus.on('peer.verified', (e) => {
         if (e.payload.isRelay) this.wake?.();
       }),
+      // A peer we know may have become a relay (an `auto` relay's verdict): its re-exchange says so.
+      this.options.bus.on('peer.exchanged', (e) => {
+        if (!this.active && this.options.knownPeers.get(e.payload.peerId)?.isRelay) this.wake?.();
+      }),
     );
     this.loop = this.run();
   }
 
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    return this.deactivate('node stopping');
+  }
+
+  /** Ends the session (if any) and stops keeping one, until activate() again (a node found public). */
+  async deactivate(reason: string): Promise<void> {
+    if (!this.running) return;
     this.running = false;
     for (const off of this.offs.splice(0)) off();
-    this.endSession?.('node stopping');
+    this.endSession?.(reason);
     this.wake?.();
-    // A selection may be waiting on dials; they end on their own, the stop does not wait for them.
+    // A selection may be waiting on dials; they end on their own, this does not wait for them.
     await settleWithin(this.loop ?? Promise.resolve(), 1_000);
   }
 
@@ -133,6 +142,11 @@ export class RelayClient {
         const relay = await this.choose();
         const reason = await this.hold(relay);
         this.log.info({ relay: relay.peerId, reason }, 'relay session lost');
+        // Lost without our asking: the connection may be to a relay that died (and restarts with
+        // the same id); the next attempt must dial afresh, not talk to the dead connection.
+        if (this.running && reason !== 'another relay was selected') {
+          await this.options.connections.disconnect(relay.peerId ?? '', `relay session lost: ${reason}`);
+        }
         retryMs = RETRY_MIN_MS;
       } catch (error) {
         if (!this.running) break;
@@ -202,7 +216,7 @@ export class RelayClient {
               registered.relay_address === UNKNOWN_ADDRESS ? formatAddress(connection.remoteAddress) : registered.relay_address,
             since: new Date(),
           };
-          await this.started(session);
+          this.started(session);
           const reason = await this.keepAlive(channel, session, registered.keepalive_interval * 1000);
           channel.detach().cancel(reason);
           return reason;
@@ -213,20 +227,22 @@ export class RelayClient {
       });
     } catch (error) {
       this.failed.set(relayPeerId, Date.now() + FAILED_RELAY_PAUSE_MS);
+      // No answer at all (not a refusal): the connection itself may be dead.
+      if (!(error instanceof RemoteRefusedError)) await this.options.connections.disconnect(relayPeerId, 'relay did not answer');
       throw error;
     } finally {
-      await this.ended(relayPeerId);
+      this.ended(relayPeerId);
     }
   }
 
-  private async started(session: RelaySession): Promise<void> {
+  /** The session is known to the node through `relay.session.registered` / `.closed` (role client) and `session`. */
+  private started(session: RelaySession): void {
     this.active = session;
     this.log.info({ relay: session.relayPeerId, session: session.sessionId, address: session.relayAddress }, 'relay session registered');
     this.options.bus.emit('relay.session.registered', { sessionId: session.sessionId, peerId: session.relayPeerId, role: 'client' });
-    await this.options.onSession(session);
   }
 
-  private async ended(relayPeerId: string): Promise<void> {
+  private ended(relayPeerId: string): void {
     const session = this.active;
     if (!session || session.relayPeerId !== relayPeerId) return;
     this.active = null;
@@ -237,7 +253,6 @@ export class RelayClient {
       reason: 'session lost',
     });
     if (this.preferred === relayPeerId && !this.running) this.preferred = undefined;
-    await this.options.onSession(null);
   }
 
   /**
@@ -253,7 +268,8 @@ export class RelayClient {
         done = true;
         clearInterval(timer);
         this.endSession = undefined;
-        if (reason !== 'another relay was selected' && reason !== 'node stopping') {
+        // Ended on our side (another relay chosen, the node stopping or found public): no fault of the relay.
+        if (this.running && reason !== 'another relay was selected') {
           this.failed.set(session.relayPeerId, Date.now() + FAILED_RELAY_PAUSE_MS);
         }
         resolve(reason);

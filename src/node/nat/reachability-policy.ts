@@ -1,0 +1,153 @@
+import type { HostPort, NodeTypeSetting } from '../config/schema.ts';
+import { parseHostPort } from '../config/schema.ts';
+import type { EventBus } from '../events/bus.ts';
+import type { NodeEventMap } from '../events/types.ts';
+import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
+import type { Logger } from '../logger.ts';
+import type { MetadataPublisher } from '../metadata/metadata-publisher.ts';
+import type { RelayClient } from '../relay/relay-client.ts';
+import type { ReachabilityService } from './reachability.ts';
+
+export interface ReachabilityPolicyOptions {
+  readonly mode: NodeTypeSetting;
+  readonly reachability: ReachabilityService;
+  readonly relayClient: RelayClient;
+  readonly publisher: MetadataPublisher;
+  readonly connections: ConnectionManager;
+  readonly bus: EventBus<NodeEventMap>;
+  readonly logger: Logger;
+  /** An undecided `auto` node registers with a relay after this (to be reachable meanwhile). */
+  readonly relayGraceMs: number;
+  /** Whether this node serves as a relay now (relay_mode, and public). */
+  readonly isRelay: () => boolean;
+  /** Our address as the internet reaches it, when public and known. */
+  readonly publicAddress: () => string | null;
+  /** The node listens on one specific address (its published address is that one, not what peers observe). */
+  readonly listensOnSpecificHost: boolean;
+}
+
+/**
+ * What the node does about its reachability, per the seed's startup flow: a public node publishes
+ * its address (and offers relay service if configured); a private node keeps a relay session and
+ * publishes that relay; an `auto` node still undecided after the grace period registers with a relay
+ * already, so it is reachable meanwhile, and drops the session if it turns out public. Every change
+ * of verdict or relay is republished at once (seq + 1), a lost relay included (`using_relay` false,
+ * no stale relay address), and told to connected peers by a re-exchange (their `is_relay`,
+ * `node_type` for us change).
+ */
+export class ReachabilityPolicy {
+  readonly name = 'reachability-policy';
+  private graceTimer: NodeJS.Timeout | undefined;
+  private readonly offs: Array<() => void> = [];
+  private readonly log: Logger;
+
+  constructor(private readonly options: ReachabilityPolicyOptions) {
+    this.log = options.logger.child({ component: 'reachability-policy' });
+  }
+
+  start(): void {
+    const { bus, mode, reachability, relayClient } = this.options;
+    this.offs.push(
+      bus.on('nat.reachability.changed', (e) => void this.verdictChanged(e.payload.reachability, e.payload.previous)),
+      bus.on('relay.session.registered', (e) => {
+        if (e.payload.role === 'client') void this.relayChanged();
+      }),
+      bus.on('relay.session.closed', (e) => {
+        if (e.payload.role === 'client') void this.relayChanged();
+      }),
+      // A public node that listens on every interface learns the address to publish from its peers.
+      bus.on('peer.exchanged', () => {
+        if (reachability.reachability === 'PUBLIC' && !this.options.listensOnSpecificHost) void this.publishAddress();
+      }),
+    );
+    if (mode === 'private') relayClient.activate();
+    if (mode === 'auto') {
+      this.graceTimer = setTimeout(() => {
+        if (reachability.reachability !== 'UNKNOWN') return;
+        this.log.info({ graceMs: this.options.relayGraceMs }, 'no reachability verdict yet: registering with a relay meanwhile');
+        relayClient.activate();
+      }, this.options.relayGraceMs);
+      this.graceTimer.unref();
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.graceTimer);
+    for (const off of this.offs.splice(0)) off();
+  }
+
+  private async verdictChanged(verdict: 'PUBLIC' | 'PRIVATE', previous: string): Promise<void> {
+    const { publisher, relayClient } = this.options;
+    try {
+      if (verdict === 'PUBLIC') {
+        clearTimeout(this.graceTimer);
+        // Reachable directly: a relay session (from the grace period, or from when we were behind
+        // NAT) is dropped; the one publication below says so along with the rest.
+        await relayClient.deactivate('this node is public');
+        const isRelay = this.options.isRelay();
+        await publisher.update({
+          nodeType: 'public',
+          isRelay,
+          capabilities: isRelay ? ['relay'] : [],
+          usingRelay: false,
+          connectedRelay: null,
+          relaySessionId: null,
+          relayAddress: null,
+          ...this.addressFields(),
+        });
+        if (publisher.isHeld) await publisher.release();
+      } else {
+        await publisher.update({ nodeType: 'private', publicIp: null, publicPort: null, isRelay: false, capabilities: [] });
+        relayClient.activate();
+      }
+      this.log.info({ verdict, previous }, 'reachability changed: metadata updated');
+    } catch (error) {
+      this.log.warn({ err: error }, 'metadata update after the reachability verdict failed');
+    }
+    this.tellPeers();
+  }
+
+  /** Publishes the relay we use now, or that we have none (never a stale relay address). */
+  private async relayChanged(): Promise<void> {
+    const { publisher, relayClient, reachability } = this.options;
+    // A public node drops its relay session on purpose; verdictChanged publishes that.
+    if (reachability.reachability === 'PUBLIC') return;
+    const session = relayClient.session;
+    try {
+      await publisher.update({
+        usingRelay: session !== null,
+        connectedRelay: session?.relayPeerId ?? null,
+        relaySessionId: session?.sessionId ?? null,
+        relayAddress: session?.relayAddress ?? null,
+      });
+      if (session && publisher.isHeld) await publisher.release();
+    } catch (error) {
+      this.log.warn({ err: error }, 'publishing our relay failed');
+    }
+  }
+
+  /** Publishes our public address when it differs from the one in our metadata. */
+  private async publishAddress(): Promise<void> {
+    const address = this.addressFields();
+    const current = this.options.publisher.current;
+    if (address.publicIp === undefined || (current.publicIp === address.publicIp && current.publicPort === address.publicPort)) return;
+    await this.options.publisher.update(address).catch((error: unknown) => {
+      this.log.warn({ err: error }, 'publishing our address failed');
+    });
+  }
+
+  private addressFields(): { publicIp?: string; publicPort?: number } {
+    const text = this.options.publicAddress();
+    const address: HostPort | undefined = text ? parseHostPort(text) : undefined;
+    return address ? { publicIp: address.host, publicPort: address.port } : {};
+  }
+
+  /** Connected peers learn our new node type and relay flag from a re-exchange. */
+  private tellPeers(): void {
+    const { connections } = this.options;
+    for (const connection of connections.list()) {
+      if (!connection.peerId || (connection.state !== 'IDLE' && connection.state !== 'CONNECTED')) continue;
+      connections.reexchange(connection.peerId).catch((error: unknown) => this.log.debug({ err: error }, 're-exchange after a verdict failed'));
+    }
+  }
+}

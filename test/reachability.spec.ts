@@ -71,6 +71,39 @@ describe('reachability (auto node type)', { timeout: 120_000 }, () => {
     assert.ok(Date.parse(answer.data?.checkReachability.nextCheckAt) > Date.now(), 'the next check is scheduled');
   });
 
+  it('keeps a relay session while private, then drops it and republishes as public once found public', async (t) => {
+    const x = await startTestNode(t, settings({ 'node.node_type': 'auto', 'nat.unsettled_recheck_interval': '1' }));
+    // First a liar only: PRIVATE (provisional), and the relay client starts.
+    const liar = await startRawPeer(t);
+    const connection = await liar.transport.dial({ host: '127.0.0.1', port: x.quicPort }, { expectedPeerId: x.peerId });
+    connection.onStream((stream) => {
+      const channel = new MessageChannel(stream);
+      void channel
+        .receiveAny()
+        .then((m) => (m.type === 'dialback_request' ? channel.sendFinal({ type: 'dialback_result', address: `127.0.0.1:${x.quicPort}`, reached: false, reason: 'nothing' }) : undefined))
+        .catch(() => {});
+    });
+    await exchangeAs(liar, connection);
+    assert.equal(await x.reachability.waitForVerdict(30_000), 'PRIVATE');
+    // A relay turns up: x registers with it and publishes it…
+    const relay = await startTestNode(t, settings({ 'relay.relay_mode': 'true' }));
+    const registered = x.bus.once('relay.session.registered', (e) => e.payload.role === 'client' && e.payload.peerId === relay.peerId);
+    await x.connections.connect({ host: '127.0.0.1', port: relay.quicPort }, relay.peerId);
+    await registered;
+    await until([x], () => x.metadataPublisher.current.usingRelay && x.metadataPublisher.lastPublish?.sequence === x.metadataPublisher.currentSequence);
+    const withRelay = x.metadataPublisher.currentSequence;
+    // …until the next check, which asks the relay too: its dial-back arrives. Public: no relay any more.
+    const closed = x.bus.once('relay.session.closed', (e) => e.payload.role === 'client');
+    await until([x], () => x.reachability.reachability === 'PUBLIC', 30_000);
+    await closed;
+    await until([x], () => x.metadataPublisher.current.nodeType === 'public' && x.metadataPublisher.lastPublish?.sequence === x.metadataPublisher.currentSequence);
+    const published = x.metadataPublisher.current;
+    assert.deepEqual([published.usingRelay, published.connectedRelay, published.relayAddress], [false, null, null]);
+    assert.ok(x.metadataPublisher.currentSequence > withRelay, 'republished with a higher seq');
+    assert.equal(x.relayClient.session, null);
+    assert.equal(relay.relayServer.list().length, 0, 'the relay no longer holds a session for it');
+  });
+
   it('is not pinned PRIVATE by a peer that lies about its dial-backs once an honest peer is connected', async (t) => {
     const x = await startTestNode(t, settings({ 'node.node_type': 'auto', 'nat.unsettled_recheck_interval': '1' }));
     const seen = verdicts(x);

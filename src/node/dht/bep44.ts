@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import bencode from 'bencode';
 
 /**
  * BEP 44 mutable items: what is signed and where it is stored. The signature covers the
@@ -21,11 +20,6 @@ export function mutableTarget(publicKey: Uint8Array, salt?: Uint8Array): Buffer 
 
 export function immutableTarget(encodedValue: Uint8Array): Buffer {
   return createHash('sha1').update(encodedValue).digest();
-}
-
-/** The bencoded size of a value, which is what BEP 44's 1000-byte limit applies to. */
-export function encodedSize(value: unknown): number {
-  return bencode.encode(value).length;
 }
 
 /**

@@ -75,7 +75,6 @@ export const queryArguments = {
 export const otherQueryArguments = z.object(base);
 
 export type KrpcMethod = keyof typeof queryArguments;
-export const KRPC_METHODS = Object.keys(queryArguments) as KrpcMethod[];
 
 /** Every field a response may carry that the library reads, typed, whatever the query was. */
 const responseFields = {

@@ -29,14 +29,3 @@ export async function resolvePeerRoute(
   }
   throw new PeerNotDialableError(peerId, 'it is behind NAT without a relay');
 }
-
-/** A direct address only (callers that cannot use a relay). */
-export async function resolvePeerAddress(
-  peerId: string,
-  knownPeers: KnownPeersRepository,
-  fetcher: MetadataFetcher,
-): Promise<HostPort> {
-  const route = await resolvePeerRoute(peerId, knownPeers, fetcher);
-  if (route.kind === 'direct') return route.address;
-  throw new PeerNotDialableError(peerId, 'it is reachable through a relay only');
-}

@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 
 export const PUBLIC_KEY_BYTES = 32;
 export const SIGNATURE_BYTES = 64;
-export const PEER_ID_BYTES = 20;
 const PEER_ID_PATTERN = /^[0-9a-f]{40}$/;
 
 /** peer_id = hex(SHA1(raw 32-byte Ed25519 public key)): 40 lowercase hex characters. */

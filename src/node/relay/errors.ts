@@ -19,11 +19,6 @@ export class RelayRefusedError extends RemoteNetworkError {
   }
 }
 
-/** A circuit went past one of the relay's limits and was cut. */
-export class CircuitLimitError extends RemoteNetworkError {
-  readonly code = 'RELAY_CIRCUIT_LIMIT';
-}
-
 /** A NAT node has no relay to register with (none known, or none answered). */
 export class NoRelayAvailableError extends RemoteNetworkError {
   readonly code = 'NO_RELAY_AVAILABLE';

@@ -110,6 +110,7 @@ export function errorResponse(status: number, code: string, message: string, fet
 /** Yoga plugin applying `decideAccess` and the body size limit to every HTTP request. */
 export function useAccessControl(policy: AccessPolicy): Plugin {
   return {
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- whatwg-node's endResponse uses no `this`
     onRequest({ request, fetchAPI, endResponse }) {
       const headers = request.headers;
       const isPreflight = request.method === 'OPTIONS';

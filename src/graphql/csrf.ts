@@ -27,6 +27,7 @@ export const GRAPHQL_POST_CONTENT_TYPES: ReadonlySet<string> = new Set([
  */
 export function useCsrfPrevention(): Plugin {
   return {
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- whatwg-node's endResponse uses no `this`
     onRequest({ request, fetchAPI, endResponse }) {
       if (request.method !== 'POST') return;
       const contentType = request.headers.get('content-type');

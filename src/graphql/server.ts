@@ -1,7 +1,7 @@
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
-import { type DocumentNode, type ExecutionArgs, GraphQLError } from 'graphql';
+import { type DocumentNode, type ExecutionArgs, GraphQLError, type GraphQLSchema } from 'graphql';
 import { createGraphQLError, createYoga } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { RemoteNetworkError } from '../node/errors.ts';
@@ -111,7 +111,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     ],
   });
 
-  const httpServer = createServer(yoga);
+  const httpServer = createServer((request, response) => void yoga(request, response));
   const wsServer = new WebSocketServer({
     server: httpServer,
     path: GRAPHQL_PATH,
@@ -145,15 +145,15 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         // bad documents are answered with errors instead, coded as yoga codes them over HTTP.
         let document: DocumentNode;
         try {
-          document = enveloped.parse(payload.query);
+          document = enveloped.parse(payload.query) as DocumentNode;
         } catch (error) {
           return [withErrorCode(error, ErrorCode.GRAPHQL_PARSE_FAILED)];
         }
         try {
-          const errors = enveloped.validate(enveloped.schema, document);
+          const errors = enveloped.validate(enveloped.schema, document) as readonly GraphQLError[];
           if (errors.length > 0) return errors.map((error: GraphQLError) => withErrorCode(error, ErrorCode.GRAPHQL_VALIDATION_FAILED));
           const args: ExecutionArgs = {
-            schema: enveloped.schema,
+            schema: enveloped.schema as GraphQLSchema,
             document,
             operationName: payload.operationName ?? null,
             variableValues: payload.variables ?? null,

@@ -90,9 +90,9 @@ export function useSubscriptionLimits<C extends Record<string, unknown>>(limiter
       const limited = async (subscribeArgs: ExecutionArgs): Promise<AsyncGenerator<ExecutionResult> | ExecutionResult> => {
         const slot = limiter.tryAcquire(client);
         if (!slot.ok) return { errors: [subscriptionLimitError(slot)] };
-        let result: Awaited<ReturnType<typeof subscribeFn>>;
+        let result: AsyncIterable<ExecutionResult> | ExecutionResult;
         try {
-          result = await subscribeFn(subscribeArgs);
+          result = (await subscribeFn(subscribeArgs)) as AsyncIterable<ExecutionResult> | ExecutionResult;
         } catch (error) {
           slot.release();
           throw error;

@@ -416,16 +416,16 @@ export class RemoteNode {
     this.stopping ??= (async () => {
       this.bus.emit('node.stopping', { peerId: this.peerId, reason });
       await this.stopComponents([...this.components].reverse());
-      let failure: unknown;
+      let failure: { error: unknown } | undefined;
       try {
         storageStep('checkpoint and close the database', this.database.file, () => this.database.close());
       } catch (error) {
-        failure = error;
+        failure = { error };
         this.logger.error({ err: error, path: this.database.file }, error instanceof Error ? error.message : 'closing the database failed');
       }
       this.releaseLock();
       this.logger.info({ reason, clean: failure === undefined }, 'node stopped');
-      if (failure !== undefined) throw failure;
+      if (failure !== undefined) throw failure.error;
     })();
     return this.stopping;
   }

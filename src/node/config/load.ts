@@ -116,7 +116,8 @@ function readIniFile(file: string, problems: string[]): ConfigOverride[] {
       problems.push(`${source}: unknown section [${section}]; expected one of ${sectionList()}`);
       continue;
     }
-    for (const [key, value] of Object.entries(body as Record<string, unknown>)) {
+    // ini gives strings, true for a key without `=`, arrays for `key[]` and objects for subsections.
+    for (const [key, value] of Object.entries(body as Record<string, string | boolean | object | null>)) {
       if (typeof value === 'object' && value !== null) {
         problems.push(`${source}: [${section}] ${key}: a single value is expected`);
         continue;

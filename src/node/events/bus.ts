@@ -80,7 +80,7 @@ export class EventBus<M extends object> {
     const event: BusEvent<M, K> = { type, payload, at: new Date(), seq: ++this.seq };
     for (const handler of [...(this.byType.get(type) ?? []), ...this.any]) {
       try {
-        handler(event as unknown as AnyBusEvent<M>);
+        handler(event);
       } catch (error) {
         this.onListenerError(error, type);
       }
@@ -102,7 +102,7 @@ export class EventBus<M extends object> {
     const limit = options.bufferLimit ?? DEFAULT_SUBSCRIBER_BUFFER;
     const queue: AnyBusEvent<M>[] = [];
     let waiting: ((result: IteratorResult<AnyBusEvent<M>>) => void) | undefined;
-    let failure: unknown;
+    let failure: SubscriberOverflowError | undefined;
     let done = false;
 
     const finish = () => {

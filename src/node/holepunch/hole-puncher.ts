@@ -124,14 +124,14 @@ export class HolePuncher {
     this.options.bus.emit('holepunch.started', { peerId, attempt });
     const started = performance.now();
     const direct = this.waitForDirect(peerId, PUNCH_TIMEOUT_MS * 2);
-    let failure: unknown;
+    let failure: Error | undefined;
     try {
       const theirs = await this.coordinate(peerId);
       await Promise.any([direct.promise, this.fire(peerId, theirs)]).catch(() => {
         throw new HolePunchFailedError(`no direct connection within ${PUNCH_TIMEOUT_MS} ms (peer addresses: ${theirs.join(', ') || 'none'})`);
       });
     } catch (error) {
-      failure = error;
+      failure = error instanceof Error ? error : new HolePunchFailedError(String(error));
     } finally {
       direct.cancel();
     }
@@ -145,7 +145,7 @@ export class HolePuncher {
       this.log.info({ peer: peerId, durationMs, address: now.remoteAddress, direction: now.direction }, 'hole punch succeeded');
       return { peerId, direct: true, durationMs, attempt };
     }
-    const reason = failure instanceof Error ? failure.message : String(failure ?? 'no direct connection');
+    const reason = failure?.message ?? 'no direct connection';
     this.failures += 1;
     this.lastError = reason;
     this.options.bus.emit('holepunch.failed', { peerId, attempt, reason });

@@ -133,7 +133,8 @@ export class ConnectionManager {
    */
   async stop(): Promise<void> {
     clearInterval(this.cleanupTimer);
-    await settleWithin(Promise.all([...this.tracked.values()].map((t) => t.connection?.close('node stopping'))), CLOSE_GRACE_MS);
+    const closing = [...this.tracked.values()].flatMap((t) => (t.connection ? [t.connection.close('node stopping')] : []));
+    await settleWithin(Promise.all(closing), CLOSE_GRACE_MS);
   }
 
   list(state?: ConnectionState): ConnectionInfo[] {
@@ -225,7 +226,7 @@ export class ConnectionManager {
 
   async disconnect(peerId: string, reason = 'disconnect requested'): Promise<boolean> {
     const matching = [...this.tracked.values()].filter((t) => t.peerId === peerId && t.connection);
-    await Promise.all(matching.map((t) => t.connection?.close(reason)));
+    await Promise.all(matching.map((t) => t.connection?.close(reason) ?? Promise.resolve()));
     return matching.length > 0;
   }
 

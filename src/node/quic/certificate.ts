@@ -40,7 +40,7 @@ export async function createNodeCertificate(
     name: `CN=${identity.peerId}`,
     notBefore: new Date(now.getTime() - CERT_BACKDATE_MS),
     notAfter: new Date(now.getTime() + CERT_VALIDITY_MS),
-    keys: { privateKey, publicKey } as CryptoKeyPair,
+    keys: { privateKey, publicKey },
     signingAlgorithm: ED25519,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),

@@ -186,9 +186,9 @@ export class QuicPeerConnection implements PeerConnection {
 function toPeerStream(stream: QUICStream): PeerStream {
   return {
     // Node's global web streams are the 'stream/web' classes at runtime; @types/node types the two
-    // declarations differently (BYOB reader options), hence the casts.
+    // declarations differently (BYOB reader options), hence the cast.
     readable: stream.readable as unknown as ReadableStream<Uint8Array>,
-    writable: stream.writable as unknown as WritableStream<Uint8Array>,
+    writable: stream.writable,
     cancel: (reason?: unknown) => stream.cancel(reason),
   };
 }

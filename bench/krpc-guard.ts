@@ -6,7 +6,8 @@ import { checkKrpc } from '../src/node/dht/krpc-schemas.ts';
 import { type Figure, ratio, timeOps, us } from './report.ts';
 
 /** The decoder inside k-rpc-socket: it decodes every datagram anyway, after the checks. */
-const libraryDecode = createRequire(createRequire(import.meta.url).resolve('k-rpc-socket'))('bencode').decode as (b: Buffer) => unknown;
+const libraryBencode = createRequire(createRequire(import.meta.url).resolve('k-rpc-socket'))('bencode') as { decode: (b: Buffer) => unknown };
+const libraryDecode = libraryBencode.decode;
 
 /** Datagrams as they arrive at a DHT node: a query, and the answer to one of our BEP 44 gets. */
 function samples(): Array<{ name: string; datagram: Buffer; pending?: string }> {

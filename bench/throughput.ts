@@ -34,6 +34,7 @@ export interface TransferResult {
 }
 
 const control = (message: Record<string, unknown>) => encodeFrame(Buffer.from(JSON.stringify(message)));
+const controlType = (frame: Buffer): unknown => (JSON.parse(frame.toString()) as { type?: unknown }).type;
 
 /**
  * Receiving side. `raw` counts bytes as the library hands them over; `framed` reads them as our
@@ -62,7 +63,7 @@ async function send(stream: PeerStream, mode: Mode, bytes: number): Promise<Tran
   const replies = new FrameReader(stream.readable);
   await writer.write(control({ type: BULK, mode, bytes }));
   const ready = await replies.next();
-  if (ready === null || JSON.parse(ready.toString()).type !== 'ready') throw new Error('receiver not ready');
+  if (ready === null || controlType(ready) !== 'ready') throw new Error('receiver not ready');
   const payload = Buffer.alloc(CHUNK_BYTES, 0x5a);
   const cpu = process.cpuUsage();
   const start = performance.now();
@@ -75,7 +76,7 @@ async function send(stream: PeerStream, mode: Mode, bytes: number): Promise<Tran
   const done = await replies.next(60_000);
   const ms = performance.now() - start;
   const used = process.cpuUsage(cpu);
-  if (done === null || JSON.parse(done.toString()).type !== 'done') throw new Error('no completion from the receiver');
+  if (done === null || controlType(done) !== 'done') throw new Error('no completion from the receiver');
   if ((await replies.next()) !== null) throw new Error('unexpected data after done');
   return { mode, bytes, ms, cpuMs: (used.user + used.system) / 1000, mbPerS: bytes / 1e6 / (ms / 1000) };
 }

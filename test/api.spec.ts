@@ -101,7 +101,7 @@ describe('GraphQL API over HTTP', () => {
   it('loads knownPeer through one batched DataLoader call', async (t) => {
     const daemon = await startTestDaemon(t);
     const [a, b] = [peer(), peer()];
-    daemon.node.knownPeers.record([a!, b!]);
+    daemon.node.knownPeers.record([a, b]);
     const repository = daemon.node.knownPeers.repository;
     const calls: string[][] = [];
     const original = repository.getMany.bind(repository);
@@ -109,7 +109,7 @@ describe('GraphQL API over HTTP', () => {
       calls.push([...ids]);
       return original(ids);
     };
-    const [idA, idB] = [peerIdOf(a!.publicKey), peerIdOf(b!.publicKey)];
+    const [idA, idB] = [peerIdOf(a.publicKey), peerIdOf(b.publicKey)];
     const missing = 'f'.repeat(40);
     const { data, errors } = await gql(
       daemon.api.url,

@@ -160,7 +160,7 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
       writer.releaseLock();
       return new MessageChannel(stream).receiveAny().then(
         () => 'no error',
-        (error: { remoteCode?: string }) => error.remoteCode ?? String(error),
+        (error: Error & { remoteCode?: string }) => error.remoteCode ?? String(error),
       );
     };
     assert.equal(await answerTo(encodeFrame(Buffer.from('{not json'))), 'PROTOCOL_MALFORMED');
@@ -192,7 +192,7 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
       // A longer deadline than the node's, which must be the one to give up.
       new MessageChannel(stream).receiveAny(20_000).then(
         () => 'no error',
-        (error: { remoteCode?: string }) => error.remoteCode ?? String(error),
+        (error: Error & { remoteCode?: string }) => error.remoteCode ?? String(error),
       ),
     );
     assert.deepEqual(await Promise.all(answers), ['PROTOCOL_TIMEOUT', 'PROTOCOL_TIMEOUT', 'PROTOCOL_TIMEOUT']);
@@ -203,7 +203,7 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
     writer.releaseLock();
     const answer = await new MessageChannel(stream).receiveAny().then(
       () => 'no error',
-      (error: { remoteCode?: string }) => error.remoteCode ?? String(error),
+      (error: Error & { remoteCode?: string }) => error.remoteCode ?? String(error),
     );
     assert.equal(answer, 'PROTOCOL_UNEXPECTED_MESSAGE');
   });

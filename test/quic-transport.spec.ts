@@ -430,7 +430,7 @@ describe('QUIC certificate', () => {
 /** A self-signed ECDSA P-256 certificate: valid TLS, but no Remote Network identity. */
 async function ecdsaCertificate(): Promise<{ keyPem: string; certPem: string }> {
   const algorithm = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
-  const keys = (await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const keys = await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify']);
   const certificate = await x509.X509CertificateGenerator.createSelfSigned(
     { name: 'CN=not-ed25519', keys, signingAlgorithm: algorithm },
     webcrypto as unknown as Crypto,

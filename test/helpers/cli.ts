@@ -25,7 +25,7 @@ export function runCli(
       stdout += `${line}\n`;
       options.onLine?.(line, child);
     });
-    child.stderr.on('data', (c: Buffer) => (stderr += c));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }

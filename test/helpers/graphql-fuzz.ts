@@ -339,7 +339,7 @@ function operationFor(
       if (choice.kind === 'omit') return;
       let value = choice.kind === 'literal' ? choice.value : choice.value;
       if (arg.name === 'address' && typeof value === 'string' && !context.isSafeToDial(value)) value = `[${value}`;
-      if (arg.name === 'peerId' && ['string', 'number', 'bigint'].includes(typeof value)) peerIds.push(String(value));
+      if (arg.name === 'peerId' && (typeof value === 'string' || typeof value === 'number' || typeof value === 'bigint')) peerIds.push(String(value));
       if (choice.kind === 'literal') {
         args.push(`${arg.name}: ${literal(value as FuzzValue)}`);
       } else {

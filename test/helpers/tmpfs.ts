@@ -23,7 +23,7 @@ export function mountTmpfs(t: TestContext, size = '2m'): string | undefined {
   } catch (error) {
     rmSync(dir, { recursive: true, force: true });
     const reason = `cannot mount a tmpfs (needs root): ${(error as { stderr?: Buffer }).stderr?.toString().trim() || String(error)}`;
-    if (process.env.CI === 'true') throw new Error(`${reason}; under CI=true this test must run`);
+    if (process.env.CI === 'true') throw new Error(`${reason}; under CI=true this test must run`, { cause: error });
     t.skip(reason);
     return undefined;
   }

@@ -32,7 +32,12 @@ export function benchBencode(iterations = 20_000): Figure[] {
   const jsonNs = timeOps(iterations, () => JSON.parse(JSON.stringify(metadata)) as unknown);
   const roundTrip = encodeNs + decodeNs;
   return [
-    { name: `bencode encode (${encoded.length}-byte dict)`, value: us(encodeNs), target: '≤ 50 µs (seed: ~0.05 ms)', met: encodeNs <= 50_000 },
+    {
+      name: `bencode encode (${encoded.length}-byte dict)`,
+      value: us(encodeNs),
+      target: '≤ 50 µs (seed: ~0.05 ms)',
+      met: encodeNs <= 50_000,
+    },
     { name: 'bencode decode', value: us(decodeNs) },
     {
       name: 'bencode round trip',

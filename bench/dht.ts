@@ -14,7 +14,6 @@ const NODES = 20;
 const ITEMS = 40;
 const GETS = 200;
 
-
 async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
   const start = performance.now();
   const value = await fn();
@@ -46,9 +45,21 @@ export async function benchDht(): Promise<Figure[]> {
     const putTimes: number[] = [];
     for (const [i, key] of keys.entries()) {
       const value = encodeMetadata({
-        peerId: peerIdFromPublicKey(key.raw), publicIp: '198.51.100.7', privateIp: '10.0.0.7', publicPort: 30906,
-        privatePort: 30906, nodeType: 'public', isRelay: i % 5 === 0, usingRelay: false, connectedRelay: null,
-        relaySessionId: null, relayAddress: null, protocols: ['remote-network/1'], capabilities: [], timestamp: 1_790_000_000, version: 1,
+        peerId: peerIdFromPublicKey(key.raw),
+        publicIp: '198.51.100.7',
+        privateIp: '10.0.0.7',
+        publicPort: 30906,
+        privatePort: 30906,
+        nodeType: 'public',
+        isRelay: i % 5 === 0,
+        usingRelay: false,
+        connectedRelay: null,
+        relaySessionId: null,
+        relayAddress: null,
+        protocols: ['remote-network/1'],
+        capabilities: [],
+        timestamp: 1_790_000_000,
+        version: 1,
       });
       const [t] = await timed(() => nodes[i % (NODES - 1)]!.putMutable({ publicKey: key.raw, seq: 1, value, sign: key.sign }));
       putTimes.push(t);
@@ -78,7 +89,11 @@ export async function benchDht(): Promise<Figure[]> {
     const uncachedP50 = percentile(uncached, 50);
     const cachedP50 = percentile(cached, 50);
     return [
-      { name: `BEP 44 put (${ITEMS} items, lookup + store at ${NODES} nodes) p50`, value: ms(percentile(putTimes, 50)), baseline: `p99 ${ms(percentile(putTimes, 99))}` },
+      {
+        name: `BEP 44 put (${ITEMS} items, lookup + store at ${NODES} nodes) p50`,
+        value: ms(percentile(putTimes, 50)),
+        baseline: `p99 ${ms(percentile(putTimes, 99))}`,
+      },
       {
         name: 'BEP 44 get, uncached, p50',
         value: ms(uncachedP50),

@@ -154,7 +154,9 @@ export function discoveryFigures(r: DiscoveryResult): Figure[] {
   return [
     {
       name: `${r.nodes} nodes: every node knows every other, after the last one started`,
-      value: r.converged ? s(r.afterLastStartMs) : `not within ${s(CONVERGE_TIMEOUT_MS)} (${((100 * r.pairsKnown) / (r.nodes * (r.nodes - 1))).toFixed(1)} % of pairs known)`,
+      value: r.converged
+        ? s(r.afterLastStartMs)
+        : `not within ${s(CONVERGE_TIMEOUT_MS)} (${((100 * r.pairsKnown) / (r.nodes * (r.nodes - 1))).toFixed(1)} % of pairs known)`,
       ...(target !== undefined ? { target: `< ${s(target)}`, met: r.converged && r.afterLastStartMs < target } : {}),
       baseline: [
         `90 % of pairs known after ${r.to90PercentMs === null ? '—' : s(r.to90PercentMs)}, 99 % after ${r.to99PercentMs === null ? '—' : s(r.to99PercentMs)}`,
@@ -183,7 +185,8 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const root = process.argv[3] ?? mkdtempSync(join(tmpdir(), 'rn-bench-discovery-'));
   const result = await measureDiscovery(size, root);
   if (process.argv[3] === undefined) {
-    for (const f of discoveryFigures(result)) console.error(`- ${f.name}: ${f.value}${f.target ? `  target ${f.target}` : ''}  (${f.baseline ?? ''})`);
+    for (const f of discoveryFigures(result))
+      console.error(`- ${f.name}: ${f.value}${f.target ? `  target ${f.target}` : ''}  (${f.baseline ?? ''})`);
     rmSync(root, { recursive: true, force: true });
   }
   console.log(JSON.stringify(result));

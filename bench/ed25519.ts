@@ -23,7 +23,11 @@ export function benchEd25519(iterations = 2000): Figure[] {
   const nodeVerify = timeOps(iterations, () => verifySignature(publicKey, message, signature));
   const nobleVerifyNs = timeOps(iterations, () => nobleVerify(publicKey, message, signature));
   return [
-    { name: 'sign, node:crypto (hot path)', value: us(nodeSign), baseline: `noble ${us(nobleSignNs)}, ${ratio(nobleSignNs, nodeSign)} faster` },
+    {
+      name: 'sign, node:crypto (hot path)',
+      value: us(nodeSign),
+      baseline: `noble ${us(nobleSignNs)}, ${ratio(nobleSignNs, nodeSign)} faster`,
+    },
     {
       name: 'verify, node:crypto (hot path)',
       value: us(nodeVerify),

@@ -53,11 +53,21 @@ export async function benchHolePunch(): Promise<Figure[]> {
     };
     const a = await startLabNode(context, lab, hostA, natSettings);
     const eventsA = await openEventStream(context, a, ['dht.metadata.published', 'connection.state.changed']);
-    await until(async () => (await a.query<{ node: { relay: unknown } }>('{ node { relay { peerId } } }')).data?.node.relay != null, eventsA, 'a registered');
+    await until(
+      async () => (await a.query<{ node: { relay: unknown } }>('{ node { relay { peerId } } }')).data?.node.relay != null,
+      eventsA,
+      'a registered',
+    );
     await eventsA.waitFor((e) => e.type === 'dht.metadata.published', { timeoutMs: 30_000, what: 'a published' });
     const b = await startLabNode(context, lab, hostB, natSettings);
-    const eventsB = await openEventStream(context, b, ['peer.discovered', 'connection.state.changed', 'holepunch.succeeded', 'holepunch.failed']);
-    const knowsA = async () => (await b.query<{ knownPeer: unknown }>(`{ knownPeer(peerId: "${a.peerId}") { peerId } }`)).data?.knownPeer != null;
+    const eventsB = await openEventStream(context, b, [
+      'peer.discovered',
+      'connection.state.changed',
+      'holepunch.succeeded',
+      'holepunch.failed',
+    ]);
+    const knowsA = async () =>
+      (await b.query<{ knownPeer: unknown }>(`{ knownPeer(peerId: "${a.peerId}") { peerId } }`)).data?.knownPeer != null;
     await until(knowsA, eventsB, 'b learns a from the relay');
 
     const durations: number[] = [];
@@ -70,7 +80,10 @@ export async function benchHolePunch(): Promise<Figure[]> {
       if (reached.data?.connectPeer.rttMs != null && reached.data.connectPeer.viaRelay) rtts.push(reached.data.connectPeer.rttMs);
       // The dialler punches by itself (twice per peer); past that the API asks. Either way one outcome event.
       await b.query(`mutation { holePunch(peerId: "${a.peerId}") { direct } }`);
-      const outcome = await eventsB.waitFor((e) => e.seq > seen && e.type.startsWith('holepunch.'), { timeoutMs: 30_000, what: 'punch outcome' });
+      const outcome = await eventsB.waitFor((e) => e.seq > seen && e.type.startsWith('holepunch.'), {
+        timeoutMs: 30_000,
+        what: 'punch outcome',
+      });
       if (outcome.type === 'holepunch.succeeded') durations.push(Number((outcome.payload as { durationMs: number }).durationMs));
       else failures += 1;
       // Back to a relayed connection for the next round: both sides must have dropped the direct one.

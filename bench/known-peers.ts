@@ -97,7 +97,16 @@ function writeNaiveLayout(file: string, peers: readonly KnownPeerInput[]): void 
   db.transaction(() => {
     for (const p of peers) {
       const ms = (p.seenAt ?? new Date()).getTime();
-      insert.run(createHash('sha1').update(p.publicKey).digest('hex'), p.publicKey, p.dhtNodeId, p.isRelay ? 1 : 0, p.topic, p.source, ms, ms);
+      insert.run(
+        createHash('sha1').update(p.publicKey).digest('hex'),
+        p.publicKey,
+        p.dhtNodeId,
+        p.isRelay ? 1 : 0,
+        p.topic,
+        p.source,
+        ms,
+        ms,
+      );
     }
   })();
   db.pragma('wal_checkpoint(TRUNCATE)');

@@ -6,7 +6,9 @@ import { checkKrpc } from '../src/node/dht/krpc-schemas.ts';
 import { type Figure, ratio, timeOps, us } from './report.ts';
 
 /** The decoder inside k-rpc-socket: it decodes every datagram anyway, after the checks. */
-const libraryBencode = createRequire(createRequire(import.meta.url).resolve('k-rpc-socket'))('bencode') as { decode: (b: Buffer) => unknown };
+const libraryBencode = createRequire(createRequire(import.meta.url).resolve('k-rpc-socket'))('bencode') as {
+  decode: (b: Buffer) => unknown;
+};
 const libraryDecode = libraryBencode.decode;
 
 /** Datagrams as they arrive at a DHT node: a query, and the answer to one of our BEP 44 gets. */
@@ -23,7 +25,10 @@ function samples(): Array<{ name: string; datagram: Buffer; pending?: string }> 
     timestamp: 1_790_000_000,
   };
   return [
-    { name: 'get_peers query', datagram: Buffer.from(bencode.encode({ t: 'aa', y: 'q', q: 'get_peers', a: { id, info_hash: randomBytes(20) } })) },
+    {
+      name: 'get_peers query',
+      datagram: Buffer.from(bencode.encode({ t: 'aa', y: 'q', q: 'get_peers', a: { id, info_hash: randomBytes(20) } })),
+    },
     {
       name: 'BEP 44 get response',
       pending: 'get',

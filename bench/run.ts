@@ -20,5 +20,8 @@ printSection(`BEP 44 on a 20-node DHT on 127.0.0.1`, await benchDht());
 printSection('QUIC connections between two nodes on 127.0.0.1 (@matrixai/quic 2.0.9)', await benchNetwork());
 printSection('Relay on 127.0.0.1 (relay in its own process)', await benchRelay());
 printSection('Hole punching behind real NAT (network namespaces, nftables)', await benchHolePunch());
-printSection(`Bulk throughput of one QUIC stream on 127.0.0.1 (${THROUGHPUT_MIB} MiB streams, @matrixai/quic 2.0.9 defaults)`, await benchThroughput());
+printSection(
+  `Bulk throughput of one QUIC stream on 127.0.0.1 (${THROUGHPUT_MIB} MiB streams, @matrixai/quic 2.0.9 defaults)`,
+  await benchThroughput(),
+);
 printSection('Discovery: 50 and 100 nodes in one process on 127.0.0.1 (private DHT, default configuration)', await benchDiscovery());

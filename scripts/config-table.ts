@@ -9,7 +9,9 @@ export function withConfigTable(text: string): string {
   let rowsEnd = rowsStart;
   while (text.startsWith('| `[', rowsEnd)) rowsEnd = text.indexOf('\n', rowsEnd) + 1;
   const rows = SECTION_NAMES.flatMap((section) =>
-    settingsOf(section).map(([key, s]) => `| \`[${section}]\` | \`${key}\` | \`${s.default === '' ? '(empty)' : s.default}\` | ${s.form} | ${s.doc} |\n`),
+    settingsOf(section).map(
+      ([key, s]) => `| \`[${section}]\` | \`${key}\` | \`${s.default === '' ? '(empty)' : s.default}\` | ${s.form} | ${s.doc} |\n`,
+    ),
   );
   return text.slice(0, rowsStart) + rows.join('') + text.slice(rowsEnd);
 }

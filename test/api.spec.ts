@@ -238,7 +238,10 @@ describe('GraphQL subscriptions', () => {
     const errors = (result.value as { errors?: Array<{ message: string; extensions?: { code?: string } }> })?.errors;
     assert.equal(errors?.[0]?.extensions?.code, 'BAD_USER_INPUT');
     assert.match(errors?.[0]?.message ?? '', /unknown event type\(s\): no.such.event/);
-    const syntax = await client.iterate({ query: 'subscription { events(' }).next().catch((e: unknown) => e);
+    const syntax = await client
+      .iterate({ query: 'subscription { events(' })
+      .next()
+      .catch((e: unknown) => e);
     assert.ok(Array.isArray(syntax), 'a bad document is answered with errors, not a closed socket');
     assert.match((syntax as Array<{ message: string }>)[0]?.message ?? '', /Syntax Error/);
     const query = await client.iterate<{ node: { peerId: string } }>({ query: '{ node { peerId } }' }).next();

@@ -93,7 +93,11 @@ describe('configuration', () => {
     writeFileSync(file, '[quic]\nquic_port = not-a-port\n[relay]\nrelay_mode = maybe\n');
     const problems = problemsOf(() => loadConfig({ file }));
     assert.equal(problems.length, 2, 'every problem is reported, not only the first');
-    assert.ok(problems.includes(`config file ${file}: [quic] quic_port = "not-a-port": expected an integer port from 0 to 65535 (0 = any free port)`));
+    assert.ok(
+      problems.includes(
+        `config file ${file}: [quic] quic_port = "not-a-port": expected an integer port from 0 to 65535 (0 = any free port)`,
+      ),
+    );
     assert.ok(problems.includes(`config file ${file}: [relay] relay_mode = "maybe": expected true or false`));
   });
 
@@ -115,7 +119,11 @@ describe('configuration', () => {
     );
     assert.ok(problems.some((p) => p.startsWith('environment variable REMOTE_NETWORK_NOPE_KEY: names no known section')));
     assert.ok(problems.some((p) => p.startsWith('environment variable REMOTE_NETWORK_API_PORT: [api] port = "70000"')));
-    assert.ok(problems.some((p) => p.startsWith('flag --dht-bootstrap: [dht] bootstrap_nodes = "localhost"') && p.includes('"localhost" is not host:port')));
+    assert.ok(
+      problems.some(
+        (p) => p.startsWith('flag --dht-bootstrap: [dht] bootstrap_nodes = "localhost"') && p.includes('"localhost" is not host:port'),
+      ),
+    );
   });
 
   it('reports an unreadable config file', () => {

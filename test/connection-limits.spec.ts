@@ -165,7 +165,11 @@ describe('connection limits: per address and network, pending, rate, pruning', {
       ['127.0.0.2', '127.0.0.3'].map((host) =>
         startTestNode(
           t,
-          settings({ 'node.node_type': 'private', 'node.listen_host': host, 'peer_discovery.bootstrap_peers': `127.0.0.1:${relay.quicPort}` }),
+          settings({
+            'node.node_type': 'private',
+            'node.listen_host': host,
+            'peer_discovery.bootstrap_peers': `127.0.0.1:${relay.quicPort}`,
+          }),
         ),
       ),
     );
@@ -183,7 +187,10 @@ describe('connection limits: per address and network, pending, rate, pruning', {
     assert.equal(flood.length, newcomers.length);
     for (const host of newcomers) await connectRaw(t, relay, host);
     const reasons = await Promise.all(flood.map(async (c) => (await c.closed, c.remoteRefusal)));
-    assert.deepEqual(reasons, flood.map(() => 'pruned'));
+    assert.deepEqual(
+      reasons,
+      flood.map(() => 'pruned'),
+    );
     assert.equal(refusals(relay, 'pruned'), flood.length);
     await assertRefused(t, relay, '127.0.5.1', 'capacity');
     for (const nat of nats) {
@@ -323,11 +330,27 @@ describe('connection limits: the parts', () => {
     limiter.handshakeDone('a');
     assert.equal(limiter.admit('10.0.0.1', 'b'), 'pending_ip', 'still in the exchange');
     bus.emit('peer.exchanged', {
-      peerId: 'p', connectionId: 'a', remoteAddress: '10.0.0.1:1', observedAddress: null, dhtPort: 0, peersReceived: 0, peersDiscovered: 0, peersDropped: 0, peersRefused: 0,
+      peerId: 'p',
+      connectionId: 'a',
+      remoteAddress: '10.0.0.1:1',
+      observedAddress: null,
+      dhtPort: 0,
+      peersReceived: 0,
+      peersDiscovered: 0,
+      peersDropped: 0,
+      peersRefused: 0,
     });
     assert.equal(limiter.admit('10.0.0.1', 'b'), undefined);
     bus.emit('peer.exchanged', {
-      peerId: 'q', connectionId: 'b', remoteAddress: '10.0.0.1:2', observedAddress: null, dhtPort: 0, peersReceived: 0, peersDiscovered: 0, peersDropped: 0, peersRefused: 0,
+      peerId: 'q',
+      connectionId: 'b',
+      remoteAddress: '10.0.0.1:2',
+      observedAddress: null,
+      dhtPort: 0,
+      peersReceived: 0,
+      peersDiscovered: 0,
+      peersDropped: 0,
+      peersRefused: 0,
     });
     assert.equal(limiter.admit('10.0.0.1', 'c'), 'ip');
     assert.equal(limiter.admit('10.0.0.2', 'c'), undefined);

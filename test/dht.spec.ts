@@ -133,9 +133,21 @@ describe('DHT: private network on loopback', () => {
       /value is 1013 bencoded bytes, over the BEP 44 limit of 1000/,
     );
     const metadata = {
-      peerId: key.peerId, publicIp: null, privateIp: null, publicPort: null, privatePort: null,
-      nodeType: 'public' as const, isRelay: false, usingRelay: false, connectedRelay: null, relaySessionId: null,
-      relayAddress: null, protocols: Array.from({ length: 16 }, () => 'p'.repeat(64)), capabilities: [], timestamp: 1, version: 1,
+      peerId: key.peerId,
+      publicIp: null,
+      privateIp: null,
+      publicPort: null,
+      privatePort: null,
+      nodeType: 'public' as const,
+      isRelay: false,
+      usingRelay: false,
+      connectedRelay: null,
+      relaySessionId: null,
+      relayAddress: null,
+      protocols: Array.from({ length: 16 }, () => 'p'.repeat(64)),
+      capabilities: [],
+      timestamp: 1,
+      version: 1,
     };
     const size = bencode.encode(encodeMetadata(metadata)).length;
     assert.throws(
@@ -151,7 +163,13 @@ describe('DHT: private network on loopback', () => {
     const b = await daemon(t);
     const sequence = await published(a);
     b.node.knownPeers.record([
-      { publicKey: a.node.identity.publicKey, dhtNodeId: a.node.dhtNodeId, isRelay: false, topic: 'remote-network-mesh', source: 'identity_exchange' },
+      {
+        publicKey: a.node.identity.publicKey,
+        dhtNodeId: a.node.dhtNodeId,
+        isRelay: false,
+        topic: 'remote-network-mesh',
+        source: 'identity_exchange',
+      },
     ]);
     // Knowing A, B's discovery reads A's metadata and dials the address in it.
     await until([b.node], () => b.node.connections.isConnected(a.node.peerId));
@@ -200,9 +218,21 @@ describe('DHT: private network on loopback', () => {
     const key = newKey();
     const claimed = newKey();
     const value = encodeMetadata({
-      peerId: claimed.peerId, publicIp: '127.0.0.1', privateIp: null, publicPort: 1, privatePort: null,
-      nodeType: 'public', isRelay: false, usingRelay: false, connectedRelay: null, relaySessionId: null,
-      relayAddress: null, protocols: [], capabilities: [], timestamp: 1, version: 1,
+      peerId: claimed.peerId,
+      publicIp: '127.0.0.1',
+      privateIp: null,
+      publicPort: 1,
+      privatePort: null,
+      nodeType: 'public',
+      isRelay: false,
+      usingRelay: false,
+      connectedRelay: null,
+      relaySessionId: null,
+      relayAddress: null,
+      protocols: [],
+      capabilities: [],
+      timestamp: 1,
+      version: 1,
     });
     await dht.nodes[0]!.putMutable({ publicKey: key.raw, seq: 1, value, sign: key.sign });
     assert.ok(await reader.node.dht.getMutable(key.raw), 'the item itself is validly signed');
@@ -303,7 +333,9 @@ describe('DHT: private network on loopback', () => {
     const unknown = await gql(a.api.url, `{ peerMetadata(peerId: "${'a'.repeat(40)}") { sequence } }`);
     assert.equal(unknown.errors?.[0]?.extensions?.code, 'PEER_NOT_FOUND');
     const silent = newKey();
-    a.node.knownPeers.record([{ publicKey: silent.raw, dhtNodeId: null, isRelay: false, topic: 'remote-network-mesh', source: 'peer_exchange' }]);
+    a.node.knownPeers.record([
+      { publicKey: silent.raw, dhtNodeId: null, isRelay: false, topic: 'remote-network-mesh', source: 'peer_exchange' },
+    ]);
     const missing = await gql(a.api.url, `{ peerMetadata(peerId: "${silent.peerId}") { sequence } }`);
     assert.equal(missing.errors?.[0]?.extensions?.code, 'METADATA_NOT_FOUND');
   });

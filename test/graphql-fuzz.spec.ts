@@ -38,7 +38,8 @@ const VALID_PEER_ID = /^[0-9a-f]{40}$/i;
  * peerId that reached the resolvers is refused as BAD_USER_INPUT on `peerId`.
  */
 function checkResult(op: FuzzOperation, body: unknown): void {
-  const describe = () => `${op.query.slice(0, 2000)}\nvariables: ${JSON.stringify(op.variables).slice(0, 2000)}\nanswer: ${JSON.stringify(body).slice(0, 2000)}`;
+  const describe = () =>
+    `${op.query.slice(0, 2000)}\nvariables: ${JSON.stringify(op.variables).slice(0, 2000)}\nanswer: ${JSON.stringify(body).slice(0, 2000)}`;
   assert.ok(body !== null && typeof body === 'object', `not a JSON object:\n${describe()}`);
   const result = body as { data?: unknown; errors?: unknown };
   assert.ok('data' in result || 'errors' in result, `neither data nor errors:\n${describe()}`);
@@ -78,7 +79,10 @@ async function fuzzNode(t: { after(fn: () => unknown): void }): Promise<{ daemon
   const others = Array.from({ length: 30 }, (_, i) => randomPeer({ isRelay: i % 3 === 0 }));
   daemon.node.knownPeers.record(others);
   await daemon.node.connections.connect({ host: '127.0.0.1', port: peer.quicPort }, peer.peerId);
-  const page = await gql<{ knownPeers: { pageInfo: { endCursor: string } } }>(daemon.api.url, '{ knownPeers(first: 5) { pageInfo { endCursor } } }');
+  const page = await gql<{ knownPeers: { pageInfo: { endCursor: string } } }>(
+    daemon.api.url,
+    '{ knownPeers(first: 5) { pageInfo { endCursor } } }',
+  );
   const dialable = new Set([`127.0.0.1:${peer.quicPort}`]);
   const context: FuzzContext = {
     validStrings: [
@@ -119,7 +123,13 @@ function sseData(stream: string): string[] {
   return stream
     .split(/\n\n/)
     .filter((event) => /^event: next$/m.test(event))
-    .map((event) => event.split('\n').filter((line) => line.startsWith('data:')).map((line) => line.slice(5).trim()).join('\n'));
+    .map((event) =>
+      event
+        .split('\n')
+        .filter((line) => line.startsWith('data:'))
+        .map((line) => line.slice(5).trim())
+        .join('\n'),
+    );
 }
 
 /** Resolves once `condition` holds, re-checked on every turn of the event loop (bounded). */
@@ -158,7 +168,9 @@ describe('GraphQL input fuzzing (fast-check, operations generated from the schem
       }),
       { seed: SEED, numRuns: HTTP_RUNS, includeErrorInReport: true },
     );
-    t.diagnostic(`HTTP statuses: ${JSON.stringify(Object.fromEntries(statuses))}; error codes: ${JSON.stringify(Object.fromEntries(codes))}`);
+    t.diagnostic(
+      `HTTP statuses: ${JSON.stringify(Object.fromEntries(statuses))}; error codes: ${JSON.stringify(Object.fromEntries(codes))}`,
+    );
     assertEveryField(seen, types);
     await genuineQueryAnswers(daemon);
   });
@@ -167,7 +179,13 @@ describe('GraphQL input fuzzing (fast-check, operations generated from the schem
     const { daemon, context } = await fuzzNode(t);
     const listenersBefore = daemon.node.bus.listenerCount();
     // Not lazy: a lazy client closes its socket whenever no operation is running.
-    const ws = createWsClient({ url: daemon.api.url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0, lazy: false, onNonLazyError: () => {} });
+    const ws = createWsClient({
+      url: daemon.api.url.replace(/^http/, 'ws'),
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      lazy: false,
+      onNonLazyError: () => {},
+    });
     t.after(() => ws.dispose());
     let closed: unknown;
     ws.on('closed', (event) => (closed = event));
@@ -203,7 +221,8 @@ describe('GraphQL input fuzzing (fast-check, operations generated from the schem
       await eventually(() => daemon.api.activeSubscriptions === before, 'the subscription released its slot');
       assert.equal(closed, undefined, `the socket was closed by ${op.query.slice(0, 500)}`);
       if (answer === undefined || answer.kind === 'complete') return;
-      const describe = () => `${op.query.slice(0, 2000)}\nvariables: ${JSON.stringify(op.variables).slice(0, 1000)}\nanswer: ${JSON.stringify(answer).slice(0, 2000)}`;
+      const describe = () =>
+        `${op.query.slice(0, 2000)}\nvariables: ${JSON.stringify(op.variables).slice(0, 1000)}\nanswer: ${JSON.stringify(answer).slice(0, 2000)}`;
       if (answer.kind === 'error') {
         const refusal = refused as { status: number; body: string } | undefined;
         if (transport === 'sse' && refusal !== undefined) {
@@ -221,8 +240,16 @@ describe('GraphQL input fuzzing (fast-check, operations generated from the schem
         checkResult(op, answer.value);
       }
     };
-    await fc.assert(fc.asyncProperty(operations(schema, ['subscription', 'query'], context), run('ws')), { seed: SEED, numRuns: WS_RUNS, includeErrorInReport: true });
-    await fc.assert(fc.asyncProperty(operations(schema, ['subscription'], context), run('sse')), { seed: SEED + 1, numRuns: SSE_RUNS, includeErrorInReport: true });
+    await fc.assert(fc.asyncProperty(operations(schema, ['subscription', 'query'], context), run('ws')), {
+      seed: SEED,
+      numRuns: WS_RUNS,
+      includeErrorInReport: true,
+    });
+    await fc.assert(fc.asyncProperty(operations(schema, ['subscription'], context), run('sse')), {
+      seed: SEED + 1,
+      numRuns: SSE_RUNS,
+      includeErrorInReport: true,
+    });
     assertEveryField(seen, ['subscription', 'query']);
 
     await ws.dispose();

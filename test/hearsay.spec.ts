@@ -12,7 +12,12 @@ import { exchangeAs, startRawPeer } from './helpers/raw-peer.ts';
 /** A peer nobody can find: a fresh key (peer_id = SHA1(key) holds, so the entry is well formed). */
 function inventedPeer(): KnownPeerEntry {
   const key = randomBytes(32);
-  return { peer_id: peerIdFromPublicKey(key), dht_node_id: randomBytes(20).toString('hex'), public_key: key.toString('hex'), is_relay: true };
+  return {
+    peer_id: peerIdFromPublicKey(key),
+    dht_node_id: randomBytes(20).toString('hex'),
+    public_key: key.toString('hex'),
+    is_relay: true,
+  };
 }
 
 /** What `node` tells a newcomer in an exchange (its shared list). */
@@ -29,10 +34,16 @@ describe('known peers: hearsay from a hostile peer', { timeout: 180_000 }, () =>
   it('takes 50 invented peers a minute at most, shares none, disconnects the liar, and keeps every real peer', async (t) => {
     const h1 = await startTestNode(t, settings({ 'peer_discovery.max_known_peers': '100', 'peer_discovery.max_unverified_peers': '40' }));
     const h2 = await startTestNode(t, settings({ 'peer_discovery.bootstrap_peers': quicAddress(h1) }));
-    await until([h1, h2], () => h1.knownPeers.repository.get(h2.peerId)?.verified === true && h2.knownPeers.repository.get(h1.peerId) !== undefined);
+    await until(
+      [h1, h2],
+      () => h1.knownPeers.repository.get(h2.peerId)?.verified === true && h2.knownPeers.repository.get(h1.peerId) !== undefined,
+    );
 
     const hostile = await startRawPeer(t);
-    const distrusted = h1.bus.once('peer.trust.changed', (e) => e.payload.peerId === hostile.identity.peerId && e.payload.level === 'distrusted');
+    const distrusted = h1.bus.once(
+      'peer.trust.changed',
+      (e) => e.payload.peerId === hostile.identity.peerId && e.payload.level === 'distrusted',
+    );
     const connection = await hostile.transport.dial({ host: '127.0.0.1', port: h1.quicPort }, { expectedPeerId: h1.peerId });
     const invented = new Set<string>();
     let refused = 0;
@@ -51,9 +62,15 @@ describe('known peers: hearsay from a hostile peer', { timeout: 180_000 }, () =>
       }
     }
     const stored = () => [...invented].filter((id) => h1.knownPeers.repository.get(id) !== undefined);
-    assert.ok(stored().length <= HEARSAY_PER_MINUTE, `${stored().length} invented peers taken (the allowance is ${HEARSAY_PER_MINUTE} a minute)`);
+    assert.ok(
+      stored().length <= HEARSAY_PER_MINUTE,
+      `${stored().length} invented peers taken (the allowance is ${HEARSAY_PER_MINUTE} a minute)`,
+    );
     assert.ok(refused >= 1000 - HEARSAY_PER_MINUTE - 50 * 2, `${refused} refused`);
-    assert.ok(stored().every((id) => h1.knownPeers.repository.get(id)?.verified === false), 'all hearsay');
+    assert.ok(
+      stored().every((id) => h1.knownPeers.repository.get(id)?.verified === false),
+      'all hearsay',
+    );
 
     // The DHT knows none of them: the source loses trust and is disconnected.
     const change = await distrusted;

@@ -4,13 +4,7 @@ import { chmodSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:f
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { KeyFileError } from '../src/node/identity/errors.ts';
-import {
-  KEYS_DIR,
-  PRIVATE_KEY_FILE,
-  PUBLIC_KEY_FILE,
-  loadOrCreateIdentity,
-  rawPrivateSeed,
-} from '../src/node/identity/key-store.ts';
+import { KEYS_DIR, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, loadOrCreateIdentity, rawPrivateSeed } from '../src/node/identity/key-store.ts';
 import { nobleSign, noblePublicKey, nobleVerify } from '../src/node/identity/noble.ts';
 import { isPeerId, peerIdFromPublicKey } from '../src/node/identity/peer-id.ts';
 import { verifySignature } from '../src/node/identity/signatures.ts';
@@ -96,11 +90,7 @@ describe('identity', () => {
 
   it('does not create anything in read-only mode', (t) => {
     const dir = tempDir(t);
-    assertKeyFileError(
-      () => loadOrCreateIdentity(dir, { create: false }),
-      join(dir, KEYS_DIR, PRIVATE_KEY_FILE),
-      /has no identity yet/,
-    );
+    assertKeyFileError(() => loadOrCreateIdentity(dir, { create: false }), join(dir, KEYS_DIR, PRIVATE_KEY_FILE), /has no identity yet/);
   });
 });
 

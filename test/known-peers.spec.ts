@@ -11,7 +11,6 @@ import { KnownPeersService } from '../src/node/peers/known-peers-service.ts';
 import { TOPIC, peerIdOf, randomPeer } from './helpers/peers.ts';
 import { tempDir } from './helpers/temp.ts';
 
-
 function peer(overrides: Partial<KnownPeerInput> = {}): KnownPeerInput {
   return randomPeer({ seenAt: new Date('2026-01-01T00:00:00Z'), ...overrides });
 }
@@ -87,11 +86,7 @@ describe('known_peers', () => {
     const impostorKey = randomBytes(32);
     // Plant a row whose key is the victim's prefix but whose public key is another: what a
     // (2^64-work) prefix collision would look like.
-    database.sqlite
-      .prepare(
-        'INSERT INTO topics (id, name) VALUES (1, ?) ON CONFLICT DO NOTHING',
-      )
-      .run(TOPIC);
+    database.sqlite.prepare('INSERT INTO topics (id, name) VALUES (1, ?) ON CONFLICT DO NOTHING').run(TOPIC);
     database.sqlite
       .prepare(
         'INSERT INTO known_peers (key, public_key, dht_node_id, is_relay, topic_id, source, first_seen, last_seen) VALUES (?, ?, NULL, 0, 1, 1, 1, 1)',
@@ -100,9 +95,9 @@ describe('known_peers', () => {
     const result = repository.upsertMany([victim]);
     assert.deepEqual([result.inserted.length, result.updated, result.collisions], [0, 0, 1]);
     assert.equal(repository.get(peerIdOf(victim.publicKey)), undefined, 'the victim id does not resolve to the impostor');
-    const row = database.sqlite
-      .prepare('SELECT public_key FROM known_peers WHERE key = ?')
-      .get(peerKeyOf(peerIdOf(victim.publicKey))) as { public_key: Buffer };
+    const row = database.sqlite.prepare('SELECT public_key FROM known_peers WHERE key = ?').get(peerKeyOf(peerIdOf(victim.publicKey))) as {
+      public_key: Buffer;
+    };
     assert.deepEqual(row.public_key, impostorKey, 'the existing row was not overwritten');
   });
 
@@ -111,7 +106,10 @@ describe('known_peers', () => {
     const peers = Array.from({ length: 12 }, (_, i) => peer({ seenAt: new Date(Date.UTC(2026, 0, 1, 0, i)) }));
     repository.upsertMany(peers.slice(0, 10));
     // Refresh the two oldest: they must survive, the next two oldest go.
-    repository.upsertMany([{ ...peers[0]!, seenAt: new Date('2026-02-01T00:00:00Z') }, { ...peers[1]!, seenAt: new Date('2026-02-01T00:00:00Z') }]);
+    repository.upsertMany([
+      { ...peers[0]!, seenAt: new Date('2026-02-01T00:00:00Z') },
+      { ...peers[1]!, seenAt: new Date('2026-02-01T00:00:00Z') },
+    ]);
     const result = repository.upsertMany(peers.slice(10));
     assert.equal(result.evicted, 2);
     assert.equal(repository.count(), 10);
@@ -183,7 +181,11 @@ describe('known_peers', () => {
         .slice(0, limit);
     const check = (what: string) => {
       const exclude = [peerIdOf(inputs[clock % 300]!.publicKey)];
-      assert.deepEqual(repository.recent(50, exclude).map((p) => p.peerId), fromTable(50, exclude), what);
+      assert.deepEqual(
+        repository.recent(50, exclude).map((p) => p.peerId),
+        fromTable(50, exclude),
+        what,
+      );
     };
     check('after the first load');
     for (let round = 0; round < 200; round++) {
@@ -200,11 +202,20 @@ describe('known_peers', () => {
       check(`after round ${round}`);
     }
     // Larger than the window, or past it once the exclusions are skipped: answered by the table.
-    assert.deepEqual(repository.recent(200).map((p) => p.peerId), fromTable(200));
+    assert.deepEqual(
+      repository.recent(200).map((p) => p.peerId),
+      fromTable(200),
+    );
     const newest100 = fromTable(100);
-    assert.deepEqual(repository.recent(50, newest100).map((p) => p.peerId), fromTable(50, newest100));
+    assert.deepEqual(
+      repository.recent(50, newest100).map((p) => p.peerId),
+      fromTable(50, newest100),
+    );
     // Reopened: the window is rebuilt from the file.
-    assert.deepEqual(new KnownPeersRepository(database.db, 400).recent(50).map((p) => p.peerId), fromTable(50));
+    assert.deepEqual(
+      new KnownPeersRepository(database.db, 400).recent(50).map((p) => p.peerId),
+      fromTable(50),
+    );
   });
 
   it('keeps recent() right when eviction takes rows out of a small table', (t) => {
@@ -214,7 +225,10 @@ describe('known_peers', () => {
     const newer = Array.from({ length: 3 }, (_, i) => met({ seenAt: new Date(Date.UTC(2026, 0, 2, 0, i)) }));
     repository.upsertMany(newer);
     const expected = [...newer.reverse(), ...inputs.slice(3).reverse()].map((p) => peerIdOf(p.publicKey));
-    assert.deepEqual(repository.recent(50).map((p) => p.peerId), expected);
+    assert.deepEqual(
+      repository.recent(50).map((p) => p.peerId),
+      expected,
+    );
   });
 
   it('takes a peer listed twice in one batch (new, then seen later) as one row', (t) => {
@@ -225,7 +239,10 @@ describe('known_peers', () => {
     assert.deepEqual([result.inserted.length, result.updated], [1, 1]);
     assert.equal(repository.count(), 1);
     assert.deepEqual(repository.get(peerIdOf(input.publicKey))?.lastSeen, later);
-    assert.deepEqual(repository.recent(5).map((p) => p.lastSeen), [later]);
+    assert.deepEqual(
+      repository.recent(5).map((p) => p.lastSeen),
+      [later],
+    );
   });
 
   it('does not write a known peer seen again in the same second with nothing new', (t) => {
@@ -251,12 +268,21 @@ describe('known_peers', () => {
     const later = peer({ seenAt: new Date(Date.UTC(2026, 0, 3)) });
     repository.upsertMany([known, heard, later]);
     assert.equal(repository.get(peerIdOf(heard.publicKey))?.verified, false);
-    assert.deepEqual(repository.recent(10).map((p) => p.peerId), [peerIdOf(known.publicKey)], 'hearsay is not shared');
+    assert.deepEqual(
+      repository.recent(10).map((p) => p.peerId),
+      [peerIdOf(known.publicKey)],
+      'hearsay is not shared',
+    );
     assert.deepEqual([repository.count(), repository.count({ verified: true }), repository.count({ verified: false })], [3, 1, 2]);
     assert.equal(repository.page({ verified: false }, 10).rows.length, 2);
     // The peer itself exchanged with us: verified, and the result says so.
-    const result = repository.upsertMany([{ ...heard, source: 'identity_exchange', isRelay: false, seenAt: new Date(Date.UTC(2026, 0, 4)) }]);
-    assert.deepEqual(result.verified.map((p) => p.peerId), [peerIdOf(heard.publicKey)]);
+    const result = repository.upsertMany([
+      { ...heard, source: 'identity_exchange', isRelay: false, seenAt: new Date(Date.UTC(2026, 0, 4)) },
+    ]);
+    assert.deepEqual(
+      result.verified.map((p) => p.peerId),
+      [peerIdOf(heard.publicKey)],
+    );
     assert.equal(repository.get(peerIdOf(heard.publicKey))?.source, 'peer_exchange', 'how we first heard of it stays');
     // Its signed metadata was found in the DHT: verified, with the relay flag that metadata gives.
     assert.deepEqual(repository.markVerified(peerIdOf(later.publicKey), true)?.wasHearsay, true);
@@ -287,7 +313,10 @@ describe('known_peers', () => {
     for (let i = 0; i < flood.length; i += 8) repository.upsertMany(flood.slice(i, i + 8));
     for (const friend of friends) assert.ok(repository.get(peerIdOf(friend.publicKey)), 'no verified peer was pushed out');
     assert.deepEqual([repository.count({ verified: true }), repository.count({ verified: false })], [5, 4]);
-    assert.ok(flood.slice(-4).every((p) => repository.get(peerIdOf(p.publicKey))), 'the newest hearsay stays');
+    assert.ok(
+      flood.slice(-4).every((p) => repository.get(peerIdOf(p.publicKey))),
+      'the newest hearsay stays',
+    );
     // Past the whole cap, hearsay still goes first: 7 more verified peers leave only verified rows.
     repository.upsertMany(Array.from({ length: 7 }, (_, i) => met({ seenAt: new Date(Date.UTC(2024, 0, 1, i)) })));
     assert.deepEqual([repository.count(), repository.count({ verified: false })], [10, 0]);
@@ -330,8 +359,14 @@ describe('node_state', () => {
     t.after(() => database.close());
     const state = new NodeStateRepository(database.db);
     assert.equal(state.get('dht.sequence'), undefined);
-    assert.equal(state.update<number>('dht.sequence', (n) => (n ?? 0) + 1), 1);
-    assert.equal(state.update<number>('dht.sequence', (n) => (n ?? 0) + 1), 2);
+    assert.equal(
+      state.update<number>('dht.sequence', (n) => (n ?? 0) + 1),
+      1,
+    );
+    assert.equal(
+      state.update<number>('dht.sequence', (n) => (n ?? 0) + 1),
+      2,
+    );
     state.set('x', { a: [1, 2] });
     assert.deepEqual(state.get('x'), { a: [1, 2] });
   });

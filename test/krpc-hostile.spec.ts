@@ -93,7 +93,11 @@ describe('DHT: hostile datagrams (KRPC checks before bittorrent-dht)', () => {
     const client = await rawKrpc(t);
     const bytes = (min: number, max: number) => fc.uint8Array({ minLength: min, maxLength: max });
     const scalar = fc.oneof(fc.integer({ min: -(2 ** 40), max: 2 ** 40 }), bytes(0, 70), fc.constant(0));
-    const anything = fc.oneof(scalar, fc.array(scalar, { maxLength: 3 }), fc.dictionary(fc.string({ maxLength: 6 }), scalar, { maxKeys: 3 }));
+    const anything = fc.oneof(
+      scalar,
+      fc.array(scalar, { maxLength: 3 }),
+      fc.dictionary(fc.string({ maxLength: 6 }), scalar, { maxKeys: 3 }),
+    );
     // Each field: its right type, a wrong one, or absent.
     const field = (right: fc.Arbitrary<unknown>) => fc.oneof(right, anything, fc.constant(undefined));
     const templates: Record<string, Record<string, fc.Arbitrary<unknown>>> = {
@@ -125,14 +129,22 @@ describe('DHT: hostile datagrams (KRPC checks before bittorrent-dht)', () => {
         t: field(bytes(1, 4)),
         y: fc.oneof(fc.constant('q'), anything),
         q: fc.oneof(fc.constant(method), anything),
-        a: fc.oneof({ weight: 9, arbitrary: fc.record(Object.fromEntries(Object.entries(templates[method]!).map(([k, v]) => [k, field(v)]))) }, anything),
+        a: fc.oneof(
+          { weight: 9, arbitrary: fc.record(Object.fromEntries(Object.entries(templates[method]!).map(([k, v]) => [k, field(v)]))) },
+          anything,
+        ),
       }),
     );
     const structured = fc.sample(query, { numRuns: 10_000, seed: SEED }).map((m) => bencode.encode(strip(m)));
     // Damaged datagrams: valid ones with bytes flipped, cut short, or digits turned negative.
     const damaged = fc
       .sample(
-        fc.record({ index: fc.nat(9_999), at: fc.nat(400), byte: fc.constantFrom(0x2d, 0x30, 0x3a, 0x64, 0x65, 0x69, 0x6c, 0xff), cut: fc.boolean() }),
+        fc.record({
+          index: fc.nat(9_999),
+          at: fc.nat(400),
+          byte: fc.constantFrom(0x2d, 0x30, 0x3a, 0x64, 0x65, 0x69, 0x6c, 0xff),
+          cut: fc.boolean(),
+        }),
         { numRuns: 2_000, seed: SEED + 1 },
       )
       .map(({ index, at, byte, cut }) => {
@@ -206,11 +218,16 @@ describe('DHT: hostile datagrams (KRPC checks before bittorrent-dht)', () => {
   });
 });
 
-
 describe('DHT: strict KRPC decoding', () => {
   it('decodes what it accepts exactly as the library does, and refuses what would hang or crash it', () => {
     const value: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
-      v: fc.oneof({ depthSize: 'small' }, fc.integer(), fc.uint8Array({ maxLength: 20 }), fc.array(tie('v'), { maxLength: 3 }), fc.dictionary(fc.string({ maxLength: 5 }), tie('v'), { maxKeys: 3 })),
+      v: fc.oneof(
+        { depthSize: 'small' },
+        fc.integer(),
+        fc.uint8Array({ maxLength: 20 }),
+        fc.array(tie('v'), { maxLength: 3 }),
+        fc.dictionary(fc.string({ maxLength: 5 }), tie('v'), { maxKeys: 3 }),
+      ),
     })).v;
     let accepted = 0;
     fc.assert(
@@ -233,7 +250,17 @@ describe('DHT: strict KRPC decoding', () => {
       { numRuns: 3000, seed: SEED },
     );
     assert.ok(accepted > 3000, `${accepted} datagrams accepted`);
-    for (const hostile of ['d-3:e', 'l-1:e', `${'l'.repeat(20)}${'e'.repeat(20)}`, 'i01e', '01:a', 'i1ejunk', 'd1:ai1e1:ai2ee', 'd9:__proto__i1ee', '5:ab']) {
+    for (const hostile of [
+      'd-3:e',
+      'l-1:e',
+      `${'l'.repeat(20)}${'e'.repeat(20)}`,
+      'i01e',
+      '01:a',
+      'i1ejunk',
+      'd1:ai1e1:ai2ee',
+      'd9:__proto__i1ee',
+      '5:ab',
+    ]) {
       assert.throws(() => decodeKrpc(Buffer.from(hostile)), KrpcDecodeError, hostile);
     }
   });
@@ -275,7 +302,8 @@ describe('DHT: routing-table flood from one socket', () => {
         const batch = Array.from({ length: Math.min(200, count - i) }, (_, j) => {
           const sender = id();
           floodIds.add(sender.toString('hex'));
-          const a = (i + j) % 2 === 0 ? { id: sender, info_hash: id() } : { id: sender, info_hash: id(), port: 6881, token: randomBytes(20) };
+          const a =
+            (i + j) % 2 === 0 ? { id: sender, info_hash: id() } : { id: sender, info_hash: id(), port: 6881, token: randomBytes(20) };
           return bencode.encode({ t: randomBytes(2), y: 'q', q: (i + j) % 2 === 0 ? 'get_peers' : 'announce_peer', a });
         });
         await Promise.all(batch.map((d) => attacker.send(node.dht.port, d)));
@@ -288,7 +316,10 @@ describe('DHT: routing-table flood from one socket', () => {
 
     const table = node.dht.contacts().map((c) => c.id?.toString('hex') ?? '');
     assert.equal(table.filter((i) => floodIds.has(i)).length, 0, 'no flood id in the routing table');
-    assert.ok(table.every((i) => honest.has(i)), 'only honest nodes in the routing table');
+    assert.ok(
+      table.every((i) => honest.has(i)),
+      'only honest nodes in the routing table',
+    );
     const pings = attacker.queries.filter((q) => Buffer.from(q.message.q as Uint8Array).toString() === 'ping').length;
     assert.equal(pings, 1, 'the flooding socket was pinged once to verify it, not once per datagram');
     assert.ok(during.nodesAccepted >= 5, `during the flood ${during.nodesAccepted} nodes took our metadata`);
@@ -314,5 +345,9 @@ function normalise(value: unknown): unknown {
 function strip(value: unknown): unknown {
   if (value instanceof Uint8Array || typeof value !== 'object' || value === null) return value;
   if (Array.isArray(value)) return value.map(strip);
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined).map(([k, v]) => [k, strip(v)]));
+  return Object.fromEntries(
+    Object.entries(value)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => [k, strip(v)]),
+  );
 }

@@ -23,9 +23,10 @@ function libtorrentAvailable(): boolean {
 }
 
 // CI installs libtorrent (.ci/run); there a missing library is a failure, not a reason to skip.
-const skip = !libtorrentAvailable() && process.env.CI !== 'true'
-  ? 'python3-libtorrent is not installed (apt-get install python3-libtorrent python3-cryptography)'
-  : false;
+const skip =
+  !libtorrentAvailable() && process.env.CI !== 'true'
+    ? 'python3-libtorrent is not installed (apt-get install python3-libtorrent python3-cryptography)'
+    : false;
 
 interface DriverReply {
   id?: number;
@@ -96,10 +97,9 @@ describe('BEP 44 interoperability with libtorrent', { skip }, () => {
   before(async () => {
     dht = await startPrivateDht(8);
     const dataDir = tempDir({ after });
-    ours = await startDaemon(
-      testConfig(dataDir, { 'dht.bootstrap_nodes': dht.bootstrapSetting, 'node.node_type': 'public' }),
-      { logger: createLogger('silent') },
-    );
+    ours = await startDaemon(testConfig(dataDir, { 'dht.bootstrap_nodes': dht.bootstrapSetting, 'node.node_type': 'public' }), {
+      logger: createLogger('silent'),
+    });
     const all = [...dht.nodes.map((n) => n.port), ours.node.dht.port];
     libtorrent = await LibtorrentNode.start(all.map((port) => `127.0.0.1:${port}`).join(','));
   });

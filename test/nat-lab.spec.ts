@@ -113,7 +113,17 @@ describe('NAT lab (network namespaces + nftables)', { skip, timeout: 60_000 }, (
       Promise.all(
         pair.map((host) =>
           runTool(lab, host, 'punched', [
-            'punch', '--to', serverAddress, '--port', '40000', '--id', host.name, '--session', session, '--ms', String(ms),
+            'punch',
+            '--to',
+            serverAddress,
+            '--port',
+            '40000',
+            '--id',
+            host.name,
+            '--session',
+            session,
+            '--ms',
+            String(ms),
           ]),
         ),
       );
@@ -144,10 +154,9 @@ describe('NAT lab (network namespaces + nftables)', { skip, timeout: 60_000 }, (
       { address: publicNode.quicAddress, peerId: publicNode.peerId },
     );
     assert.equal(connect.errors, undefined, JSON.stringify(connect.errors));
-    const exchanged = await exchanges.waitFor(
-      (e) => (e.payload as { peerId?: string }).peerId === natNode.peerId,
-      { what: 'peer.exchanged from the NATed node' },
-    );
+    const exchanged = await exchanges.waitFor((e) => (e.payload as { peerId?: string }).peerId === natNode.peerId, {
+      what: 'peer.exchanged from the NATed node',
+    });
     const { remoteAddress } = exchanged.payload as { remoteAddress: string };
     assert.equal(hostOf(remoteAddress), coneA.publicAddress, 'the public node sees the router, not 10.x');
 

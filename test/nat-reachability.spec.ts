@@ -23,7 +23,15 @@ const skip = !support.ok && !process.env.CI ? `NAT lab unavailable: ${support.re
 
 type Payload = Record<string, unknown>;
 const payloadOf = (event: { payload: unknown }) => event.payload as Payload;
-const EVENTS = ['nat.reachability.changed', 'relay.session.registered', 'relay.session.closed', 'dht.metadata.published', 'holepunch.succeeded', 'holepunch.failed', 'connection.state.changed'];
+const EVENTS = [
+  'nat.reachability.changed',
+  'relay.session.registered',
+  'relay.session.closed',
+  'dht.metadata.published',
+  'holepunch.succeeded',
+  'holepunch.failed',
+  'connection.state.changed',
+];
 
 interface NodeView {
   nodeType: string;
@@ -32,14 +40,21 @@ interface NodeView {
 }
 
 async function view(node: LabNode): Promise<NodeView> {
-  const result = await node.query<{ node: NodeView }>('{ node { nodeType nat { reachability confidence type } relay { peerId address } } }');
+  const result = await node.query<{ node: NodeView }>(
+    '{ node { nodeType nat { reachability confidence type } relay { peerId address } } }',
+  );
   assert.equal(result.errors, undefined, JSON.stringify(result.errors));
   assert.ok(result.data);
   return result.data.node;
 }
 
 /** Resolves once `check` holds, re-checking after every event of `streams` (no polling sleeps). */
-async function eventually(check: () => Promise<boolean>, streams: readonly LabEventStream[], what: string, timeoutMs = 90_000): Promise<void> {
+async function eventually(
+  check: () => Promise<boolean>,
+  streams: readonly LabEventStream[],
+  what: string,
+  timeoutMs = 90_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const seen = streams.map((events) => events.received.at(-1)?.seq ?? -1);
@@ -113,7 +128,8 @@ describe('reachability behind real NAT, every node auto, any start order', { ski
     const all = [relay, ...(others.pub ? [others.pub] : []), ...others.homes];
     const streams = all.map((r) => r.events);
     await eventually(async () => (await view(relay.node)).nat.reachability === 'PUBLIC', streams, 'the relay found public');
-    if (others.pub) await eventually(async () => (await view(others.pub!.node)).nat.reachability === 'PUBLIC', streams, 'the public node found public');
+    if (others.pub)
+      await eventually(async () => (await view(others.pub!.node)).nat.reachability === 'PUBLIC', streams, 'the public node found public');
     for (const home of others.homes) {
       await eventually(
         async () => {
@@ -144,20 +160,26 @@ describe('reachability behind real NAT, every node auto, any start order', { ski
     // The public node reaches a home node through the relay, by peer id (its relay from the DHT).
     await eventually(
       async () => {
-        const m = await pub.node.query<{ peerMetadata: { usingRelay: boolean } }>(`{ peerMetadata(peerId: "${homeA.node.peerId}", fresh: true) { usingRelay } }`);
+        const m = await pub.node.query<{ peerMetadata: { usingRelay: boolean } }>(
+          `{ peerMetadata(peerId: "${homeA.node.peerId}", fresh: true) { usingRelay } }`,
+        );
         return m.data?.peerMetadata.usingRelay === true;
       },
       [homeA.events],
       "home-a's relay in the DHT",
     );
-    const reached = await pub.node.query<{ connectPeer: { viaRelay: boolean } }>(`mutation { connectPeer(peerId: "${homeA.node.peerId}") { viaRelay } }`);
+    const reached = await pub.node.query<{ connectPeer: { viaRelay: boolean } }>(
+      `mutation { connectPeer(peerId: "${homeA.node.peerId}") { viaRelay } }`,
+    );
     assert.equal(reached.errors, undefined, JSON.stringify(reached.errors));
     // The two home nodes punch to a direct connection.
     const toB = await homeB.node.query(`mutation { connectPeer(peerId: "${homeA.node.peerId}") { viaRelay } }`);
     assert.equal(toB.errors, undefined, JSON.stringify(toB.errors));
     await eventually(
       async () => {
-        const c = await homeB.node.query<{ connections: Array<{ peerId: string; viaRelay: boolean }> }>('{ connections { peerId viaRelay } }');
+        const c = await homeB.node.query<{ connections: Array<{ peerId: string; viaRelay: boolean }> }>(
+          '{ connections { peerId viaRelay } }',
+        );
         return c.data?.connections.some((x) => x.peerId === homeA.node.peerId && !x.viaRelay) === true;
       },
       [homeA.events, homeB.events],
@@ -176,7 +198,10 @@ describe('reachability behind real NAT, every node auto, any start order', { ski
     await relay.node.exited;
     // The loss is published: using_relay false, no relay address.
     for (const home of [homeA, homeB]) {
-      await home.events.waitFor((e) => e.seq > (killedAfter.get(home) ?? -1) && e.type === 'relay.session.closed', { timeoutMs: 60_000, what: 'session lost' });
+      await home.events.waitFor((e) => e.seq > (killedAfter.get(home) ?? -1) && e.type === 'relay.session.closed', {
+        timeoutMs: 60_000,
+        what: 'session lost',
+      });
       await eventually(
         async () => {
           const m = await pub.node.query<{ peerMetadata: { usingRelay: boolean; relayAddress: string | null } }>(
@@ -217,7 +242,10 @@ describe('reachability behind real NAT, every node auto, any start order', { ski
       timeoutMs: 60_000,
       what: 'registration with the relay',
     });
-    await pub.events.waitFor((e) => e.type === 'dht.metadata.published' && e.seq > registered.seq, { timeoutMs: 30_000, what: 'republication' });
+    await pub.events.waitFor((e) => e.type === 'dht.metadata.published' && e.seq > registered.seq, {
+      timeoutMs: 30_000,
+      what: 'republication',
+    });
     const v = await view(pub.node);
     assert.deepEqual([v.nodeType, v.relay?.peerId], ['PRIVATE', relay.node.peerId]);
     await lab.allowUnsolicited(hosts.pub);

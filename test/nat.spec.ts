@@ -39,7 +39,11 @@ async function connectionTo(node: LabNode, peerId: string): Promise<ConnectionVi
 
 async function nodeView(node: LabNode) {
   const result = await node.query<{
-    node: { nodeType: string; nat: { reachability: string; type: string; observedAddresses: string[] }; relay: { peerId: string; address: string } | null };
+    node: {
+      nodeType: string;
+      nat: { reachability: string; type: string; observedAddresses: string[] };
+      relay: { peerId: string; address: string } | null;
+    };
   }>('{ node { nodeType nat { reachability type observedAddresses } relay { peerId address } } }');
   assert.equal(result.errors, undefined, JSON.stringify(result.errors));
   const view = result.data?.node;
@@ -125,11 +129,26 @@ describe('NAT traversal behind real NAT (namespaces + nftables)', { skip, timeou
 
   it('detects a node behind NAT as private (cone), registers it with a relay, and publishes only after that', async () => {
     coneA = await startLabNode(suite, lab, hosts.coneA, common({ 'node.node_type': 'auto' }));
-    coneAEvents = await openEventStream(suite, coneA, ['nat.reachability.changed', 'relay.session.registered', 'dht.metadata.published', 'holepunch.succeeded', 'holepunch.failed']);
-    const verdict = await coneAEvents.waitFor((e) => e.type === 'nat.reachability.changed', { timeoutMs: 60_000, what: 'reachability verdict' });
+    coneAEvents = await openEventStream(suite, coneA, [
+      'nat.reachability.changed',
+      'relay.session.registered',
+      'dht.metadata.published',
+      'holepunch.succeeded',
+      'holepunch.failed',
+    ]);
+    const verdict = await coneAEvents.waitFor((e) => e.type === 'nat.reachability.changed', {
+      timeoutMs: 60_000,
+      what: 'reachability verdict',
+    });
     assert.equal(payloadOf(verdict).reachability, 'PRIVATE');
-    const registered = await coneAEvents.waitFor((e) => e.type === 'relay.session.registered', { timeoutMs: 60_000, what: 'relay registration' });
-    const published = await coneAEvents.waitFor((e) => e.type === 'dht.metadata.published', { timeoutMs: 60_000, what: 'metadata publication' });
+    const registered = await coneAEvents.waitFor((e) => e.type === 'relay.session.registered', {
+      timeoutMs: 60_000,
+      what: 'relay registration',
+    });
+    const published = await coneAEvents.waitFor((e) => e.type === 'dht.metadata.published', {
+      timeoutMs: 60_000,
+      what: 'metadata publication',
+    });
     assert.ok(published.seq > registered.seq, 'the first publication comes after the relay registration');
     assert.ok(
       !coneAEvents.received.some((e) => e.type === 'dht.metadata.published' && e.seq < registered.seq),
@@ -139,7 +158,10 @@ describe('NAT traversal behind real NAT (namespaces + nftables)', { skip, timeou
     assert.equal(view.nodeType, 'PRIVATE');
     assert.equal(view.nat.reachability, 'PRIVATE');
     assert.equal(view.nat.type, 'CONE', `observed ${view.nat.observedAddresses.join(', ')}`);
-    assert.ok(view.nat.observedAddresses.every((a) => a.startsWith(`${hosts.coneA.publicAddress}:`)), 'peers see the router');
+    assert.ok(
+      view.nat.observedAddresses.every((a) => a.startsWith(`${hosts.coneA.publicAddress}:`)),
+      'peers see the router',
+    );
     assert.ok([relay1.peerId, relay2.peerId].includes(view.relay?.peerId ?? ''));
     const relayNode = view.relay?.peerId === relay1.peerId ? relay1 : relay2;
     const sessions = await relayNode.query<{ relaySessions: Array<{ peerId: string }> }>('{ relaySessions { peerId } }');
@@ -167,11 +189,18 @@ describe('NAT traversal behind real NAT (namespaces + nftables)', { skip, timeou
       'peer_discovery.bootstrap_peers': '',
       'node.data_dir': lab.tempDir('caller'),
     });
-    const events = await openEventStream(suite, caller, ['connection.state.changed', 'peer.discovered', 'holepunch.succeeded', 'holepunch.failed']);
+    const events = await openEventStream(suite, caller, [
+      'connection.state.changed',
+      'peer.discovered',
+      'holepunch.succeeded',
+      'holepunch.failed',
+    ]);
     const viaRelay1 = await caller.query(`mutation { connectPeer(address: "${relay1.quicAddress}") { peerId } }`);
     assert.equal(viaRelay1.errors, undefined, JSON.stringify(viaRelay1.errors));
     await events.waitFor((e) => e.type === 'peer.discovered' && payloadOf(e).peerId === coneA.peerId, { what: 'coneA learnt from relay1' });
-    const reached = await caller.query<{ connectPeer: ConnectionView }>(`mutation { connectPeer(peerId: "${coneA.peerId}") { peerId viaRelay } }`);
+    const reached = await caller.query<{ connectPeer: ConnectionView }>(
+      `mutation { connectPeer(peerId: "${coneA.peerId}") { peerId viaRelay } }`,
+    );
     assert.equal(reached.errors, undefined, JSON.stringify(reached.errors));
     assert.equal(reached.data?.connectPeer.peerId, coneA.peerId);
     const relayed = await events.waitFor(
@@ -190,7 +219,12 @@ describe('NAT traversal behind real NAT (namespaces + nftables)', { skip, timeou
 
   it('hole punches two nodes behind cone NATs to a direct connection', async () => {
     const coneB = await startLabNode(suite, lab, hosts.coneB, common({ 'node.node_type': 'auto' }));
-    const events = await openEventStream(suite, coneB, ['relay.session.registered', 'connection.state.changed', 'holepunch.succeeded', 'holepunch.failed']);
+    const events = await openEventStream(suite, coneB, [
+      'relay.session.registered',
+      'connection.state.changed',
+      'holepunch.succeeded',
+      'holepunch.failed',
+    ]);
     if ((await nodeView(coneB)).relay === null) {
       await events.waitFor((e) => e.type === 'relay.session.registered', { timeoutMs: 60_000, what: 'coneB relay registration' });
     }
@@ -211,12 +245,22 @@ describe('NAT traversal behind real NAT (namespaces + nftables)', { skip, timeou
   it('fails to punch between two symmetric NATs and keeps the traffic on the relay', async () => {
     // symA first: symB learns it from the relays when it connects (discovery rounds are hourly here).
     const symA = await startLabNode(suite, lab, hosts.symA, common({ 'node.node_type': 'auto' }));
-    const eventsA = await openEventStream(suite, symA, ['relay.session.registered', 'dht.metadata.published', 'holepunch.failed', 'holepunch.succeeded']);
+    const eventsA = await openEventStream(suite, symA, [
+      'relay.session.registered',
+      'dht.metadata.published',
+      'holepunch.failed',
+      'holepunch.succeeded',
+    ]);
     if ((await nodeView(symA)).relay === null) {
       await eventsA.waitFor((e) => e.type === 'dht.metadata.published', { timeoutMs: 60_000, what: 'sym-a registration and publication' });
     }
     const symB = await startLabNode(suite, lab, hosts.symB, common({ 'node.node_type': 'auto' }));
-    const eventsB = await openEventStream(suite, symB, ['relay.session.registered', 'dht.metadata.published', 'holepunch.failed', 'holepunch.succeeded']);
+    const eventsB = await openEventStream(suite, symB, [
+      'relay.session.registered',
+      'dht.metadata.published',
+      'holepunch.failed',
+      'holepunch.succeeded',
+    ]);
     if ((await nodeView(symB)).relay === null) {
       await eventsB.waitFor((e) => e.type === 'relay.session.registered', { timeoutMs: 60_000, what: 'sym-b registration' });
     }
@@ -224,7 +268,9 @@ describe('NAT traversal behind real NAT (namespaces + nftables)', { skip, timeou
     // symB dials by peer id: symA's relay must be in the DHT first.
     await eventually(
       async () => {
-        const m = await symB.query<{ peerMetadata: { usingRelay: boolean } }>(`{ peerMetadata(peerId: "${symA.peerId}", fresh: true) { usingRelay } }`);
+        const m = await symB.query<{ peerMetadata: { usingRelay: boolean } }>(
+          `{ peerMetadata(peerId: "${symA.peerId}", fresh: true) { usingRelay } }`,
+        );
         return m.data?.peerMetadata.usingRelay === true;
       },
       eventsA,
@@ -235,9 +281,15 @@ describe('NAT traversal behind real NAT (namespaces + nftables)', { skip, timeou
     assert.equal(reached.data?.connectPeer.viaRelay, true);
     const failures = async () => {
       const counts = await Promise.all(
-        [symA, symB].map((n) => n.query<{ holePunchStats: { failures: number; successes: number } }>('{ holePunchStats { failures successes } }')),
+        [symA, symB].map((n) =>
+          n.query<{ holePunchStats: { failures: number; successes: number } }>('{ holePunchStats { failures successes } }'),
+        ),
       );
-      assert.equal(counts.reduce((sum, c) => sum + (c.data?.holePunchStats.successes ?? 0), 0), 0, 'no punch may succeed');
+      assert.equal(
+        counts.reduce((sum, c) => sum + (c.data?.holePunchStats.successes ?? 0), 0),
+        0,
+        'no punch may succeed',
+      );
       return counts.reduce((sum, c) => sum + (c.data?.holePunchStats.failures ?? 0), 0) > 0;
     };
     // Either side may have dialled the relayed connection (and so punched): watch both.
@@ -262,7 +314,9 @@ describe('NAT traversal behind real NAT (namespaces + nftables)', { skip, timeou
     if ((await nodeView(natRelay)).nat.reachability === 'UNKNOWN') {
       await events.waitFor((e) => e.type === 'nat.reachability.changed', { timeoutMs: 60_000, what: 'reachability verdict' });
     }
-    const result = await natRelay.query<{ node: { isRelay: boolean; nat: { reachability: string } } }>('{ node { isRelay nat { reachability } } }');
+    const result = await natRelay.query<{ node: { isRelay: boolean; nat: { reachability: string } } }>(
+      '{ node { isRelay nat { reachability } } }',
+    );
     assert.deepEqual([result.data?.node.nat.reachability, result.data?.node.isRelay], ['PRIVATE', false]);
     await natRelay.stop();
   });
@@ -280,10 +334,10 @@ describe('NAT traversal behind real NAT (namespaces + nftables)', { skip, timeou
       (e) => e.seq > killedAfter && e.type === 'relay.session.registered' && payloadOf(e).peerId === other.peerId,
       { timeoutMs: 60_000, what: 'registration with the other relay' },
     );
-    const republished = await coneAEvents.waitFor(
-      (e) => e.type === 'dht.metadata.published' && e.seq > moved.seq,
-      { timeoutMs: 60_000, what: 'republication' },
-    );
+    const republished = await coneAEvents.waitFor((e) => e.type === 'dht.metadata.published' && e.seq > moved.seq, {
+      timeoutMs: 60_000,
+      what: 'republication',
+    });
     assert.ok(Number(payloadOf(republished).sequence) > lastSeq, 'a higher seq');
     const view = await nodeView(coneA);
     assert.equal(view.relay?.peerId, other.peerId);

@@ -54,7 +54,10 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
 
     const view = await gql(a.api.url, `{ knownPeer(peerId: "${b.node.peerId}") { connection { state peerId } } connections { peerId } }`);
     assert.equal(view.data?.knownPeer.connection.peerId, b.node.peerId);
-    assert.deepEqual(view.data?.connections.map((c: { peerId: string }) => c.peerId), [b.node.peerId]);
+    assert.deepEqual(
+      view.data?.connections.map((c: { peerId: string }) => c.peerId),
+      [b.node.peerId],
+    );
 
     const bye = await gql(a.api.url, `mutation { disconnectPeer(peerId: "${b.node.peerId}") }`);
     assert.equal(bye.data?.disconnectPeer, true);
@@ -101,15 +104,19 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
     const connection = await dialer.transport.dial({ host: '127.0.0.1', port: target.quicPort });
     const channel = new MessageChannel(await connection.openStream());
     // Identity and list, but no end of stream: the list must be kept all the same.
-    await channel.send(
-      identityClaim(dialer.identity),
-      {
-        type: 'known_peers',
-        topic: 'remote-network-mesh',
-        count: 1,
-        peers: [{ peer_id: mentioned.peerId, dht_node_id: 'cd'.repeat(20), public_key: Buffer.from(mentioned.publicKey).toString('hex'), is_relay: false }],
-      },
-    );
+    await channel.send(identityClaim(dialer.identity), {
+      type: 'known_peers',
+      topic: 'remote-network-mesh',
+      count: 1,
+      peers: [
+        {
+          peer_id: mentioned.peerId,
+          dht_node_id: 'cd'.repeat(20),
+          public_key: Buffer.from(mentioned.publicKey).toString('hex'),
+          is_relay: false,
+        },
+      ],
+    });
     assert.equal((await channel.receive(identityMessage, 'identity')).peer_id, target.peerId);
     await channel.receive(knownPeersMessage, 'known_peers');
     // The node's end came with its list: it did not wait for ours.
@@ -262,6 +269,9 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
     // Re-exchanges (quick at first, then further apart) may use the connection in between.
     assert.deepEqual(states.slice(0, 3), ['CONNECTING', 'CONNECTED', 'IDLE']);
     assert.deepEqual(states.slice(-2), ['STALE', 'CLOSED']);
-    assert.deepEqual(states.slice(3, -2).filter((s) => s !== 'CONNECTED' && s !== 'IDLE'), []);
+    assert.deepEqual(
+      states.slice(3, -2).filter((s) => s !== 'CONNECTED' && s !== 'IDLE'),
+      [],
+    );
   });
 });

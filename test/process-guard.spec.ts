@@ -10,7 +10,9 @@ function runScript(body: string): Promise<{ code: number | null; stdout: string 
     installProcessGuard(createLogger('silent'));
     ${body}`;
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', source], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', source], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     let stdout = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
     child.on('close', (code) => resolve({ code, stdout }));

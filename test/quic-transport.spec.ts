@@ -10,11 +10,7 @@ import * as x509 from '@peculiar/x509';
 import type { HostPort } from '../src/node/config/schema.ts';
 import { type NodeIdentity, loadOrCreateIdentity } from '../src/node/identity/key-store.ts';
 import { createLogger } from '../src/node/logger.ts';
-import {
-  certificateNeedsRenewal,
-  createNodeCertificate,
-  publicKeyFromCertificate,
-} from '../src/node/quic/certificate.ts';
+import { certificateNeedsRenewal, createNodeCertificate, publicKeyFromCertificate } from '../src/node/quic/certificate.ts';
 import { ALPN_PROTOCOL, CERT_RENEW_BEFORE_MS, CERT_VALIDITY_MS } from '../src/node/quic/constants.ts';
 import {
   BindError,
@@ -28,11 +24,7 @@ import { libraryLogger } from '../src/node/quic/library-logger.ts';
 import { quicLibraryPatched } from '../src/node/quic/library-patch.ts';
 import { checkPeerCertificates, peerFromCertificates } from '../src/node/quic/peer-certificate.ts';
 import { CLOSE_REASON_IDLE_TIMEOUT } from '../src/node/quic/quic-connection.ts';
-import {
-  CLOSE_REASON_TRANSPORT_STOPPED,
-  QuicTransport,
-  type QuicTransportOptions,
-} from '../src/node/quic/quic-transport.ts';
+import { CLOSE_REASON_TRANSPORT_STOPPED, QuicTransport, type QuicTransportOptions } from '../src/node/quic/quic-transport.ts';
 import type { PeerConnection, PeerStream } from '../src/node/quic/types.ts';
 import { tempDir } from './helpers/temp.ts';
 
@@ -157,7 +149,10 @@ describe('QUIC transport', () => {
     // as its own packet, and the reader saw twenty chunks.
     const writes = Array.from({ length: 20 }, () => writer.write(Buffer.alloc(10, 1)));
     await Promise.all([...writes, writer.close(), received]);
-    assert.equal(chunks.reduce((a, b) => a + b, 0), 200);
+    assert.equal(
+      chunks.reduce((a, b) => a + b, 0),
+      200,
+    );
     assert.ok(chunks.length <= 2, `20 writes arrived in ${chunks.length} chunks`);
   });
 
@@ -302,10 +297,7 @@ describe('QUIC transport', () => {
         if (inbound.push(connection) === 2) resolve();
       }),
     );
-    const outbound = await Promise.all([
-      dialerA.transport.dial(listener.address),
-      dialerB.transport.dial(listener.address),
-    ]);
+    const outbound = await Promise.all([dialerA.transport.dial(listener.address), dialerB.transport.dial(listener.address)]);
     await bothAccepted;
 
     await Promise.all([listener.transport.stop(), listener.transport.stop()]);
@@ -418,11 +410,14 @@ describe('QUIC certificate', () => {
 
   it('refuses any other key type clearly', async () => {
     const { certPem } = await ecdsaCertificate();
-    assert.throws(() => publicKeyFromCertificate(certPem), (error: unknown) => {
-      assert.ok(error instanceof CertificateKeyError);
-      assert.match(error.message, /ec, not ed25519/);
-      return true;
-    });
+    assert.throws(
+      () => publicKeyFromCertificate(certPem),
+      (error: unknown) => {
+        assert.ok(error instanceof CertificateKeyError);
+        assert.match(error.message, /ec, not ed25519/);
+        return true;
+      },
+    );
     assert.throws(() => publicKeyFromCertificate(new Uint8Array([1, 2, 3])), CertificateKeyError);
   });
 });

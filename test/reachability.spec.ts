@@ -80,7 +80,11 @@ describe('reachability (auto node type)', { timeout: 120_000 }, () => {
       const channel = new MessageChannel(stream);
       void channel
         .receiveAny()
-        .then((m) => (m.type === 'dialback_request' ? channel.sendFinal({ type: 'dialback_result', address: `127.0.0.1:${x.quicPort}`, reached: false, reason: 'nothing' }) : undefined))
+        .then((m) =>
+          m.type === 'dialback_request'
+            ? channel.sendFinal({ type: 'dialback_result', address: `127.0.0.1:${x.quicPort}`, reached: false, reason: 'nothing' })
+            : undefined,
+        )
         .catch(() => {});
     });
     await exchangeAs(liar, connection);
@@ -90,13 +94,21 @@ describe('reachability (auto node type)', { timeout: 120_000 }, () => {
     const registered = x.bus.once('relay.session.registered', (e) => e.payload.role === 'client' && e.payload.peerId === relay.peerId);
     await x.connections.connect({ host: '127.0.0.1', port: relay.quicPort }, relay.peerId);
     await registered;
-    await until([x], () => x.metadataPublisher.current.usingRelay && x.metadataPublisher.lastPublish?.sequence === x.metadataPublisher.currentSequence);
+    await until(
+      [x],
+      () => x.metadataPublisher.current.usingRelay && x.metadataPublisher.lastPublish?.sequence === x.metadataPublisher.currentSequence,
+    );
     const withRelay = x.metadataPublisher.currentSequence;
     // …until the next check, which asks the relay too: its dial-back arrives. Public: no relay any more.
     const closed = x.bus.once('relay.session.closed', (e) => e.payload.role === 'client');
     await until([x], () => x.reachability.reachability === 'PUBLIC', 30_000);
     await closed;
-    await until([x], () => x.metadataPublisher.current.nodeType === 'public' && x.metadataPublisher.lastPublish?.sequence === x.metadataPublisher.currentSequence);
+    await until(
+      [x],
+      () =>
+        x.metadataPublisher.current.nodeType === 'public' &&
+        x.metadataPublisher.lastPublish?.sequence === x.metadataPublisher.currentSequence,
+    );
     const published = x.metadataPublisher.current;
     assert.deepEqual([published.usingRelay, published.connectedRelay, published.relayAddress], [false, null, null]);
     assert.ok(x.metadataPublisher.currentSequence > withRelay, 'republished with a higher seq');

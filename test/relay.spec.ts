@@ -93,7 +93,10 @@ describe('relay: sessions, circuits, limits, failover', { timeout: 300_000 }, ()
       await channel.send({ type: 'relay_register', peer_id: nat.peerId });
       return channel.receive(relayRegisteredMessage, 'relay_registered');
     });
-    await assert.rejects(attempt, (error: unknown) => error instanceof RemoteRefusedError && error.remoteCode === 'RELAY_IDENTITY_MISMATCH');
+    await assert.rejects(
+      attempt,
+      (error: unknown) => error instanceof RemoteRefusedError && error.remoteCode === 'RELAY_IDENTITY_MISMATCH',
+    );
     assert.deepEqual(
       relay.relayServer.list().map((s) => [s.peerId, s.sessionId]),
       [[nat.peerId, before?.sessionId]],
@@ -153,7 +156,10 @@ describe('relay: sessions, circuits, limits, failover', { timeout: 300_000 }, ()
   });
 
   it('enforces circuits per peer and bytes per circuit, refusing with typed reasons', async (t) => {
-    const relay = await startTestNode(t, relaySettings({ 'relay.relay_max_circuits_per_peer': '1', 'relay.relay_max_circuit_bytes': '4096' }));
+    const relay = await startTestNode(
+      t,
+      relaySettings({ 'relay.relay_max_circuits_per_peer': '1', 'relay.relay_max_circuit_bytes': '4096' }),
+    );
     const nat = await startTestNode(t, natSettings([relay]));
     await registered(nat);
     const caller = await startTestNode(t, settings());
@@ -195,7 +201,10 @@ describe('relay: sessions, circuits, limits, failover', { timeout: 300_000 }, ()
       await channel.send({ type: 'relay_connect', target_peer_id: 'f'.repeat(40) });
       return channel.receive(relayConnectedMessage, 'relay_connected');
     });
-    await assert.rejects(unknownTarget, (error: unknown) => error instanceof RemoteRefusedError && error.remoteCode === 'RELAY_TARGET_UNKNOWN');
+    await assert.rejects(
+      unknownTarget,
+      (error: unknown) => error instanceof RemoteRefusedError && error.remoteCode === 'RELAY_TARGET_UNKNOWN',
+    );
     release();
     await first.catch(() => 'reset');
     await until([relay, nat], () => (relay.relayServer.list()[0]?.circuits ?? -1) === 0);

@@ -95,7 +95,10 @@ describe('the database file on a full disk', () => {
     const ballast = fillDisk(dir);
 
     // The checkpoint must grow the main file with the WAL's pages: no space for that.
-    assert.throws(() => database.close(), (error: Error & { code?: string }) => error.code === 'SQLITE_FULL');
+    assert.throws(
+      () => database.close(),
+      (error: Error & { code?: string }) => error.code === 'SQLITE_FULL',
+    );
     assert.equal(database.sqlite.open, false, 'the file is closed all the same');
     assert.equal(openHandles(dir), 0);
     assert.doesNotThrow(() => database.close(), 'a second close is a no-op');
@@ -110,7 +113,10 @@ describe('the database file on a full disk', () => {
     const dir = mountTmpfs(t);
     if (!dir) return;
     fillDisk(dir);
-    assert.throws(() => openDatabase(join(dir, DATABASE_FILE)), (error: Error & { code?: string }) => error.code === 'SQLITE_FULL');
+    assert.throws(
+      () => openDatabase(join(dir, DATABASE_FILE)),
+      (error: Error & { code?: string }) => error.code === 'SQLITE_FULL',
+    );
     assert.equal(openHandles(dir), 0, 'no descriptor left open on the data directory');
   });
 });
@@ -220,8 +226,15 @@ describe('a node on a full disk', () => {
     assert.equal(recovered.storage.writeFailures, full.storage.writeFailures, 'no write failed after the space returned');
     assert.equal(lines.filter((l) => l.msg === 'storage writes succeed again').length, 1);
     const afterFreeing = rowsInFile(reader);
-    assert.deepEqual([...beforeFreeing].filter((peerId) => !afterFreeing.has(peerId)), [], 'no real row was deleted');
-    assert.ok(afterFreeing.size >= beforeFreeing.size + 200, `${afterFreeing.size - beforeFreeing.size} peers added after the space returned`);
+    assert.deepEqual(
+      [...beforeFreeing].filter((peerId) => !afterFreeing.has(peerId)),
+      [],
+      'no real row was deleted',
+    );
+    assert.ok(
+      afterFreeing.size >= beforeFreeing.size + 200,
+      `${afterFreeing.size - beforeFreeing.size} peers added after the space returned`,
+    );
 
     await daemon.stop('test finished');
     stopped = true;
@@ -244,7 +257,9 @@ describe('BEP 44 sequence numbers on a full disk', () => {
     const reader = new Database(join(dir, 'node', DATABASE_FILE), { readonly: true });
     t.after(() => reader.close());
     const storedSeq = () =>
-      JSON.parse((reader.prepare('select value from node_state where key = ?').get(SEQUENCE_STATE_KEY) as { value: string }).value) as number;
+      JSON.parse(
+        (reader.prepare('select value from node_state where key = ?').get(SEQUENCE_STATE_KEY) as { value: string }).value,
+      ) as number;
     assert.equal(storedSeq(), seq);
 
     const ballast = fillDisk(dir);
@@ -253,7 +268,10 @@ describe('BEP 44 sequence numbers on a full disk', () => {
     assert.deepEqual(publisher.current.capabilities, [], 'the published content stays what it was under that seq');
     assert.equal(storedSeq(), seq);
     const failing = await gql(daemon.api.url, '{ node { health { storage { status lastFailure { code operation } } } } }');
-    assert.deepEqual(failing.data?.node.health.storage, { status: 'FAILING', lastFailure: { code: 'SQLITE_FULL', operation: 'node_state' } });
+    assert.deepEqual(failing.data?.node.health.storage, {
+      status: 'FAILING',
+      lastFailure: { code: 'SQLITE_FULL', operation: 'node_state' },
+    });
 
     const republished = await gql(daemon.api.url, 'mutation { republishMetadata { sequence nodesAccepted } }');
     assert.equal(republished.errors, undefined, 'republishing what is stored still works');
@@ -315,7 +333,10 @@ describe('the CLI on a full or read-only data directory', () => {
     assert.equal(second.code, EXIT_STORAGE, second.stderr);
     const lines = second.stderr.trimEnd().split('\n');
     assert.equal(lines.length, 1, second.stderr);
-    assert.match(lines[0] ?? '', new RegExp(`^remote-network: storage failure: cannot open the database ${join(used, DATABASE_FILE)}: SQLITE_\\w+ \\(.+\\)$`));
+    assert.match(
+      lines[0] ?? '',
+      new RegExp(`^remote-network: storage failure: cannot open the database ${join(used, DATABASE_FILE)}: SQLITE_\\w+ \\(.+\\)$`),
+    );
     assert.equal(existsSync(join(used, LOCK_FILE)), false, 'the lock was released');
   });
 
@@ -324,16 +345,21 @@ describe('the CLI on a full or read-only data directory', () => {
     if (!dir) return;
     const dataDir = join(dir, 'node');
     let ballast = '';
-    const result = await runCli(['start', '--data-dir', dataDir, ...LOCAL_FLAGS], { onLine: (line, child) => {
-      if ((JSON.parse(line) as { msg?: string }).msg !== 'node started') return;
-      ballast = fillDisk(dir);
-      child.kill('SIGTERM');
-    } });
+    const result = await runCli(['start', '--data-dir', dataDir, ...LOCAL_FLAGS], {
+      onLine: (line, child) => {
+        if ((JSON.parse(line) as { msg?: string }).msg !== 'node started') return;
+        ballast = fillDisk(dir);
+        child.kill('SIGTERM');
+      },
+    });
     assert.equal(result.code, EXIT_STORAGE, result.stderr);
     assert.deepEqual(result.stderr.trimEnd().split('\n'), [
       `remote-network: stopped, but storage failure: cannot checkpoint and close the database ${join(dataDir, DATABASE_FILE)}: SQLITE_FULL (database or disk is full); the WAL file keeps the data for the next start`,
     ]);
-    const logs = result.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { msg: string; clean?: boolean; level: number });
+    const logs = result.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { msg: string; clean?: boolean; level: number });
     assert.equal(logs.find((l) => l.msg === 'node stopped')?.clean, false);
     assert.equal(existsSync(join(dataDir, LOCK_FILE)), false, 'the lock was released');
 

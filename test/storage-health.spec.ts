@@ -23,10 +23,22 @@ describe('storage failures', () => {
   it('classifies SQLite and file-system failures by kind, and leaves other errors alone', () => {
     assert.equal(storageFailureCode(full()), 'SQLITE_FULL');
     assert.equal(storageFailureCode(ioerr()), 'SQLITE_IOERR', 'extended codes fold into their primary code');
-    assert.equal(storageFailureCode(new Database.SqliteError('attempt to write a readonly database', 'SQLITE_READONLY_DBMOVED')), 'SQLITE_READONLY');
+    assert.equal(
+      storageFailureCode(new Database.SqliteError('attempt to write a readonly database', 'SQLITE_READONLY_DBMOVED')),
+      'SQLITE_READONLY',
+    );
     assert.equal(storageFailureCode(errno('EROFS', 'read-only file system', '/d/node.lock')), 'EROFS');
-    assert.equal(storageFailureCode(new KeyFileError('/d/keys/ed25519.key', 'cannot be read (EACCES)', { cause: errno('EACCES', 'permission denied') })), 'EACCES');
-    assert.equal(storageFailureCode(new Database.SqliteError('UNIQUE constraint failed', 'SQLITE_CONSTRAINT_PRIMARYKEY')), undefined, 'a bug is not a storage failure');
+    assert.equal(
+      storageFailureCode(
+        new KeyFileError('/d/keys/ed25519.key', 'cannot be read (EACCES)', { cause: errno('EACCES', 'permission denied') }),
+      ),
+      'EACCES',
+    );
+    assert.equal(
+      storageFailureCode(new Database.SqliteError('UNIQUE constraint failed', 'SQLITE_CONSTRAINT_PRIMARYKEY')),
+      undefined,
+      'a bug is not a storage failure',
+    );
     assert.equal(storageFailureCode(new TypeError('x is undefined')), undefined);
   });
 
@@ -36,9 +48,15 @@ describe('storage failures', () => {
     assert.equal(error.code, 'STORAGE_FAILURE');
     assert.equal(error.message, 'storage failure: cannot take the lock /d/node.lock: EROFS (read-only file system)');
     const sqlite = asStorageError(full(), 'open the database', '/d/remote-network.db');
-    assert.equal((sqlite as Error).message, 'storage failure: cannot open the database /d/remote-network.db: SQLITE_FULL (database or disk is full)');
+    assert.equal(
+      (sqlite as Error).message,
+      'storage failure: cannot open the database /d/remote-network.db: SQLITE_FULL (database or disk is full)',
+    );
     const extended = asStorageError(ioerr(), 'open the database', '/d/remote-network.db');
-    assert.equal((extended as Error).message, 'storage failure: cannot open the database /d/remote-network.db: SQLITE_IOERR (disk I/O error, SQLITE_IOERR_WRITE)');
+    assert.equal(
+      (extended as Error).message,
+      'storage failure: cannot open the database /d/remote-network.db: SQLITE_IOERR (disk I/O error, SQLITE_IOERR_WRITE)',
+    );
     const other = new TypeError('a bug');
     assert.equal(asStorageError(other, 'open the database', '/d'), other, 'anything else is passed through unchanged');
   });
@@ -126,7 +144,10 @@ describe('stream handlers that fail on our side', () => {
     for (let i = 0; i < 5; i++) await converse('test_store');
     await until([a], () => a.health.storage.writeFailures === 5, 10_000);
     assert.equal(a.health.storage.lastFailure?.code, 'SQLITE_FULL');
-    assert.deepEqual([a.health.storage.status, a.health.storage.writeFailures, a.health.storage.lastFailure?.operation], ['FAILING', 5, 'stream_handler']);
+    assert.deepEqual(
+      [a.health.storage.status, a.health.storage.writeFailures, a.health.storage.lastFailure?.operation],
+      ['FAILING', 5, 'stream_handler'],
+    );
     assert.equal(lines.filter((l) => l.msg.startsWith('storage write failed')).length, 1);
     assert.equal(a.connections.byPeer(b.peerId)?.state, 'IDLE', 'the connection stays: the peer did nothing wrong');
   });

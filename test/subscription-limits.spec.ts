@@ -246,7 +246,9 @@ describe('subscription memory (the daemon as its own process)', () => {
       last = socket.bufferedAmount;
     }
     assert.ok(socket.bufferedAmount > 0, 'the node stopped reading a client that does not read its answers');
-    t.diagnostic(`RSS: baseline ${baseline.toFixed(1)} MiB, with 5000 subscriptions ${withSubscriptions.toFixed(1)} MiB, flood ${peak.toFixed(1)} MiB, unread by the node ${(socket.bufferedAmount / 2 ** 20).toFixed(1)} MiB`);
+    t.diagnostic(
+      `RSS: baseline ${baseline.toFixed(1)} MiB, with 5000 subscriptions ${withSubscriptions.toFixed(1)} MiB, flood ${peak.toFixed(1)} MiB, unread by the node ${(socket.bufferedAmount / 2 ** 20).toFixed(1)} MiB`,
+    );
     // Measured before the caps: +49 MiB for 5 000 subscriptions; the flood was read whole.
     assert.ok(withSubscriptions - baseline < 40, `5 000 subscriptions took ${(withSubscriptions - baseline).toFixed(1)} MiB`);
     assert.ok(peak - baseline < 100, `the flood took ${(peak - baseline).toFixed(1)} MiB`);

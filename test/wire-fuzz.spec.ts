@@ -17,7 +17,18 @@ const SEED = Number(process.env.FC_SEED ?? 20261202);
 
 /** Every message type of the wire protocol (src/node/wire/messages.ts) with its declared fields. */
 const MESSAGE_FIELDS: Record<string, readonly string[]> = {
-  identity: ['protocol_version', 'peer_id', 'dht_node_id', 'public_key', 'node_type', 'is_relay', 'topic', 'dht_port', 'listen_addresses', 'observed_address'],
+  identity: [
+    'protocol_version',
+    'peer_id',
+    'dht_node_id',
+    'public_key',
+    'node_type',
+    'is_relay',
+    'topic',
+    'dht_port',
+    'listen_addresses',
+    'observed_address',
+  ],
   known_peers: ['topic', 'peers', 'count'],
   error: ['code', 'message'],
   relay_register: ['peer_id'],
@@ -58,7 +69,17 @@ describe('QUIC wire protocol: property-based messages of every schema', { timeou
       hex(20),
       hex(32),
       hex(64),
-      fc.constantFrom(identity.peerId, target.peerId, '127.0.0.1:1', `127.0.0.1:${target.quicPort}`, 'public', 'private', 'control', 'stream', 'remote-network-mesh'),
+      fc.constantFrom(
+        identity.peerId,
+        target.peerId,
+        '127.0.0.1:1',
+        `127.0.0.1:${target.quicPort}`,
+        'public',
+        'private',
+        'control',
+        'stream',
+        'remote-network-mesh',
+      ),
       fc.string({ maxLength: 40 }),
       fc.string({ minLength: 300, maxLength: 3000 }),
       fc.integer(),
@@ -110,7 +131,13 @@ describe('QUIC wire protocol: property-based messages of every schema', { timeou
     }
     t.diagnostic(`outcomes: ${JSON.stringify([...outcomes])}`);
     const untyped = [...outcomes].filter(
-      ([o]) => !(o.startsWith('answer ') || TYPED_CODE.test(o) || o === 'StreamEndedError' || /^closed: .*(protocol errors|claimed peer id)/.test(o)),
+      ([o]) =>
+        !(
+          o.startsWith('answer ') ||
+          TYPED_CODE.test(o) ||
+          o === 'StreamEndedError' ||
+          /^closed: .*(protocol errors|claimed peer id)/.test(o)
+        ),
     );
     assert.deepEqual(untyped, [], `every answer is a message, an end or a typed code: ${JSON.stringify([...outcomes])}`);
     assert.ok((outcomes.get('PROTOCOL_MALFORMED') ?? 0) > 100, `schema refusals: ${JSON.stringify([...outcomes])}`);

@@ -121,10 +121,9 @@ async function runQuickstart(values: FlagValues): Promise<void> {
 
 async function internetReachable(hosts: readonly string[]): Promise<boolean> {
   const attempts = hosts.map((host) =>
-    Promise.race([
-      lookup(host).then(() => true),
-      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 3000).unref()),
-    ]).catch(() => false),
+    Promise.race([lookup(host).then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 3000).unref())]).catch(
+      () => false,
+    ),
   );
   return (await Promise.all(attempts)).some(Boolean);
 }
@@ -154,7 +153,11 @@ function runPeers(values: FlagValues): void {
   }
   const database = storageStep('open the database', file, () => openDatabase(file, { readonly: true }));
   try {
-    const repository = new KnownPeersRepository(database.db, config.peer_discovery.max_known_peers, config.peer_discovery.max_unverified_peers);
+    const repository = new KnownPeersRepository(
+      database.db,
+      config.peer_discovery.max_known_peers,
+      config.peer_discovery.max_unverified_peers,
+    );
     const peers = repository.latest(limit);
     const total = repository.count();
     if (values.json === true) {

@@ -240,7 +240,9 @@ export class KnownPeersRepository {
       }
     }
     const writes = [...planned.values()].filter((plan) => plan.original === undefined || !sameRow(plan.row, plan.original));
-    const verified = writes.filter((plan) => plan.original && !plan.original.verified && plan.row.verified).map((plan) => this.toRecord(plan.row, plan.peerId));
+    const verified = writes
+      .filter((plan) => plan.original && !plan.original.verified && plan.row.verified)
+      .map((plan) => this.toRecord(plan.row, plan.peerId));
     if (writes.length === 0) return { inserted, verified, refused, updated, collisions, evicted: 0 };
     const newRows = writes.filter((plan) => plan.original === undefined);
     // What the table will hold once the writes are in (counted here, applied only on commit).
@@ -335,7 +337,13 @@ export class KnownPeersRepository {
     }
     const conditions = this.filterConditions(filter);
     if (conditions === undefined) return 0;
-    return this.db.select({ n: count() }).from(knownPeers).where(and(...conditions)).get()?.n ?? 0;
+    return (
+      this.db
+        .select({ n: count() })
+        .from(knownPeers)
+        .where(and(...conditions))
+        .get()?.n ?? 0
+    );
   }
 
   /**
@@ -384,7 +392,10 @@ export class KnownPeersRepository {
 
   private deleteRows(peerIds: readonly string[]): void {
     for (let i = 0; i < peerIds.length; i += SELECT_CHUNK) {
-      this.db.delete(knownPeers).where(inArray(knownPeers.key, peerIds.slice(i, i + SELECT_CHUNK).map(peerKeyOf))).run();
+      this.db
+        .delete(knownPeers)
+        .where(inArray(knownPeers.key, peerIds.slice(i, i + SELECT_CHUNK).map(peerKeyOf)))
+        .run();
     }
   }
 

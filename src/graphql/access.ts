@@ -21,8 +21,7 @@ export interface AccessRequest {
 }
 
 export type AccessDecision =
-  | { readonly ok: true }
-  | { readonly ok: false; readonly status: 401 | 403; readonly code: string; readonly message: string };
+  { readonly ok: true } | { readonly ok: false; readonly status: 401 | 403; readonly code: string; readonly message: string };
 
 const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
 

@@ -135,8 +135,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       onConnect: (ctx) => {
         if (access.token.length === 0) return true;
         const fromParams = ctx.connectionParams?.token;
-        const presented =
-          typeof fromParams === 'string' ? fromParams : bearerToken(ctx.extra.request.headers.authorization);
+        const presented = typeof fromParams === 'string' ? fromParams : bearerToken(ctx.extra.request.headers.authorization);
         return checkToken(access, presented).ok;
       },
       onSubscribe: async (ctx, _id, payload) => {

@@ -19,8 +19,7 @@ export interface SubscriptionCaps {
 export type SubscriptionClient = object | string;
 
 export type SlotDecision =
-  | { readonly ok: true; readonly release: () => void }
-  | { readonly ok: false; readonly scope: 'client' | 'node'; readonly limit: number };
+  { readonly ok: true; readonly release: () => void } | { readonly ok: false; readonly scope: 'client' | 'node'; readonly limit: number };
 
 /** Counts open subscriptions per client and in total. */
 export class SubscriptionLimiter {
@@ -83,7 +82,10 @@ export function subscriptionLimitError(refusal: { scope: 'client' | 'node'; limi
  * working. The slot is released when the stream ends, fails or is cancelled, or at once when
  * `subscribe` returned no stream (a bad argument, for instance).
  */
-export function useSubscriptionLimits<C extends Record<string, unknown>>(limiter: SubscriptionLimiter, clientOf: (context: C) => SubscriptionClient): Plugin<C> {
+export function useSubscriptionLimits<C extends Record<string, unknown>>(
+  limiter: SubscriptionLimiter,
+  clientOf: (context: C) => SubscriptionClient,
+): Plugin<C> {
   return {
     onSubscribe({ subscribeFn, setSubscribeFn, args }) {
       const client = clientOf(args.contextValue);

@@ -88,9 +88,7 @@ export class RemoteNode {
     private readonly database: OpenedDatabase,
     private readonly releaseLock: () => void,
   ) {
-    this.bus = new EventBus<NodeEventMap>((error, type) =>
-      logger.error({ err: error, event: type }, 'event listener failed'),
-    );
+    this.bus = new EventBus<NodeEventMap>((error, type) => logger.error({ err: error, event: type }, 'event listener failed'));
     this.nodeState = new NodeStateRepository(database.db);
     const storage = new StorageHealth({ path: database.file, bus: this.bus, logger });
     this.health = new NodeHealth(storage);
@@ -333,9 +331,7 @@ export class RemoteNode {
     let database: OpenedDatabase | undefined;
     let node: RemoteNode;
     try {
-      const { identity, created, privateKeyFile } = storageStep('load or create the key in', dataDir, () =>
-        loadOrCreateIdentity(dataDir),
-      );
+      const { identity, created, privateKeyFile } = storageStep('load or create the key in', dataDir, () => loadOrCreateIdentity(dataDir));
       logger.info({ peerId: identity.peerId, keyFile: privateKeyFile, created }, created ? 'identity created' : 'identity loaded');
       database = storageStep('open the database', databaseFile, () => openDatabase(databaseFile));
       node = new RemoteNode(config, logger, identity, dataDir, database, releaseLock);

@@ -54,7 +54,11 @@ declare module 'bittorrent-dht' {
     addNode(node: { host: string; port: number; id?: Buffer }): void;
     announce(infoHash: Buffer, port: number, callback: (error: Error | null) => void): void;
     lookup(infoHash: Buffer, callback: (error: Error | null, visited?: number) => void): () => void;
-    get(target: Buffer, options: { cache?: boolean; salt?: Buffer }, callback: (error: Error | null, value: GetResponse | null) => void): void;
+    get(
+      target: Buffer,
+      options: { cache?: boolean; salt?: Buffer },
+      callback: (error: Error | null, value: GetResponse | null) => void,
+    ): void;
     put(options: unknown, callback: (error: Error | null, target: Buffer, nodes: number) => void): Buffer;
     destroy(callback?: () => void): void;
 

@@ -31,10 +31,7 @@ export async function startTestDaemon(t: { after(fn: () => unknown): void }, set
 }
 
 /** Starts a node without API (the large network tests), stopped after the test. */
-export async function startTestNode(
-  t: { after(fn: () => unknown): void },
-  settings: Record<string, string> = {},
-): Promise<RemoteNode> {
+export async function startTestNode(t: { after(fn: () => unknown): void }, settings: Record<string, string> = {}): Promise<RemoteNode> {
   const node = await RemoteNode.start(testConfig(tempDir(t), settings), { logger: createLogger('silent') });
   t.after(() => node.stop('test finished'));
   return node;

@@ -35,15 +35,7 @@ export class RawLiteral {
 }
 
 export type FuzzValue =
-  | string
-  | number
-  | bigint
-  | boolean
-  | null
-  | EnumName
-  | RawLiteral
-  | readonly FuzzValue[]
-  | { readonly [key: string]: FuzzValue };
+  string | number | bigint | boolean | null | EnumName | RawLiteral | readonly FuzzValue[] | { readonly [key: string]: FuzzValue };
 
 export type OperationType = 'query' | 'mutation' | 'subscription';
 
@@ -67,7 +59,23 @@ export interface FuzzContext {
 const HEX = '0123456789abcdef';
 const hexString = (length: number) => fc.string({ unit: fc.constantFrom(...HEX), minLength: length, maxLength: length });
 
-const NAN_LIKE = ['NaN', '-NaN', 'Infinity', '-Infinity', '1e309', '-0', '0x10', '1_000', '  1', '1.0', '', ' ', 'null', 'undefined', 'true'];
+const NAN_LIKE = [
+  'NaN',
+  '-NaN',
+  'Infinity',
+  '-Infinity',
+  '1e309',
+  '-0',
+  '0x10',
+  '1_000',
+  '  1',
+  '1.0',
+  '',
+  ' ',
+  'null',
+  'undefined',
+  'true',
+];
 const HOSTILE = [
   '\u0000',
   '\u0000'.repeat(64),
@@ -193,7 +201,12 @@ function stringFor(argument: string, context: FuzzContext): fc.Arbitrary<string>
   const anything = hostileString(context);
   switch (argument) {
     case 'peerId':
-      return fc.oneof({ arbitrary: valid, weight: 3 }, { arbitrary: hexString(40), weight: 2 }, { arbitrary: peerIdLike(), weight: 3 }, { arbitrary: anything, weight: 2 });
+      return fc.oneof(
+        { arbitrary: valid, weight: 3 },
+        { arbitrary: hexString(40), weight: 2 },
+        { arbitrary: peerIdLike(), weight: 3 },
+        { arbitrary: anything, weight: 2 },
+      );
     case 'address':
       return fc.oneof(
         { arbitrary: fc.constantFrom(...context.dialableAddresses), weight: 2 },
@@ -216,7 +229,10 @@ function valueFor(type: GraphQLInputType, context: FuzzContext, argument: string
     const items = valueFor(type.ofType, context, argument, depth + 1);
     return fc.oneof(
       { arbitrary: fc.array(items, { maxLength: 8 }), weight: 4 },
-      { arbitrary: fc.integer({ min: 500, max: 5000 }).chain((n) => items.map((item) => Array.from({ length: n }, () => item))), weight: 1 },
+      {
+        arbitrary: fc.integer({ min: 500, max: 5000 }).chain((n) => items.map((item) => Array.from({ length: n }, () => item))),
+        weight: 1,
+      },
       { arbitrary: fc.array(fc.array(items, { maxLength: 3 }), { maxLength: 3 }), weight: 1 },
       { arbitrary: fc.array(fc.constant(null), { minLength: 1, maxLength: 3 }), weight: 1 },
       { arbitrary: items, weight: 1 }, // a single item where a list is expected (allowed by coercion)
@@ -238,7 +254,9 @@ function rightValueFor(type: GraphQLNamedType & GraphQLInputType, context: FuzzC
   }
   if (isInputObjectType(type)) {
     const fields = Object.values(type.getFields());
-    return fc.record(Object.fromEntries(fields.map((f) => [f.name, valueFor(f.type, context, f.name)])), { requiredKeys: [] }) as fc.Arbitrary<FuzzValue>;
+    return fc.record(Object.fromEntries(fields.map((f) => [f.name, valueFor(f.type, context, f.name)])), {
+      requiredKeys: [],
+    }) as fc.Arbitrary<FuzzValue>;
   }
   if (isScalarType(type)) {
     switch (type.name) {
@@ -250,7 +268,10 @@ function rightValueFor(type: GraphQLNamedType & GraphQLInputType, context: FuzzC
       case 'ID':
         return fc.oneof({ arbitrary: stringFor(argument, context), weight: 6 }, { arbitrary: hostileInt(), weight: 1 });
       case 'DateTime':
-        return fc.oneof(fc.date({ noInvalidDate: true }).map((d) => d.toISOString()), stringFor(argument, context));
+        return fc.oneof(
+          fc.date({ noInvalidDate: true }).map((d) => d.toISOString()),
+          stringFor(argument, context),
+        );
       case 'JSON':
         return anyValue(context);
       default:
@@ -276,7 +297,9 @@ function argumentChoice(arg: GraphQLArgument, context: FuzzContext): fc.Arbitrar
     { arbitrary: fc.constant({ kind: 'omit' as const }), weight: 1 },
     { arbitrary: value.map((v) => ({ kind: 'literal' as const, value: v })), weight: 3 },
     {
-      arbitrary: fc.record({ declared, value: fc.option(value, { nil: undefined, freq: 8 }) }).map((r) => ({ kind: 'variable' as const, ...r })),
+      arbitrary: fc
+        .record({ declared, value: fc.option(value, { nil: undefined, freq: 8 }) })
+        .map((r) => ({ kind: 'variable' as const, ...r })),
       weight: 3,
     },
   );
@@ -292,7 +315,9 @@ export function literal(value: FuzzValue): string {
   if (typeof value === 'number') return Number.isFinite(value) ? String(value) : 'NaN';
   if (typeof value === 'boolean') return String(value);
   if (Array.isArray(value)) return `[${value.map(literal).join(', ')}]`;
-  return `{${Object.entries(value).map(([k, v]) => `${k}: ${literal(v)}`).join(', ')}}`;
+  return `{${Object.entries(value)
+    .map(([k, v]) => `${k}: ${literal(v)}`)
+    .join(', ')}}`;
 }
 
 /** The JSON a client would send as a variable value. */
@@ -322,13 +347,12 @@ export function selectionFor(type: GraphQLOutputType, depth = 0): string {
   return `{ ${parts.join(' ')} }`;
 }
 
-function operationFor(
-  type: OperationType,
-  field: GraphQLField<unknown, unknown>,
-  context: FuzzContext,
-): fc.Arbitrary<FuzzOperation> {
+function operationFor(type: OperationType, field: GraphQLField<unknown, unknown>, context: FuzzContext): fc.Arbitrary<FuzzOperation> {
   const choices = fc.tuple(...field.args.map((arg) => argumentChoice(arg, context)));
-  const extras = fc.oneof({ arbitrary: fc.constant(''), weight: 12 }, { arbitrary: fc.constantFrom('bogus: 1', 'first: 1, first: 2'), weight: 1 });
+  const extras = fc.oneof(
+    { arbitrary: fc.constant(''), weight: 12 },
+    { arbitrary: fc.constantFrom('bogus: 1', 'first: 1, first: 2'), weight: 1 },
+  );
   return fc.tuple(choices, extras).map(([picked, extra]) => {
     const args: string[] = [];
     const definitions: string[] = [];
@@ -339,7 +363,8 @@ function operationFor(
       if (choice.kind === 'omit') return;
       let value = choice.kind === 'literal' ? choice.value : choice.value;
       if (arg.name === 'address' && typeof value === 'string' && !context.isSafeToDial(value)) value = `[${value}`;
-      if (arg.name === 'peerId' && (typeof value === 'string' || typeof value === 'number' || typeof value === 'bigint')) peerIds.push(String(value));
+      if (arg.name === 'peerId' && (typeof value === 'string' || typeof value === 'number' || typeof value === 'bigint'))
+        peerIds.push(String(value));
       if (choice.kind === 'literal') {
         args.push(`${arg.name}: ${literal(value as FuzzValue)}`);
       } else {

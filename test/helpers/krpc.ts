@@ -33,7 +33,9 @@ export async function rawKrpc(t: { after(fn: () => unknown): void }) {
   await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', () => resolve()));
   t.after(() => new Promise<void>((resolve) => socket.close(() => resolve())));
   const send = (port: number, data: Uint8Array | string) =>
-    new Promise<void>((resolve, reject) => socket.send(typeof data === 'string' ? Buffer.from(data, 'latin1') : data, port, '127.0.0.1', (e) => (e ? reject(e) : resolve())));
+    new Promise<void>((resolve, reject) =>
+      socket.send(typeof data === 'string' ? Buffer.from(data, 'latin1') : data, port, '127.0.0.1', (e) => (e ? reject(e) : resolve())),
+    );
   return {
     port: socket.address().port,
     send,

@@ -140,9 +140,7 @@ export class LabCommandError extends NatLabError {
     readonly stderr: string,
     readonly timedOut: boolean,
   ) {
-    super(
-      `${command.join(' ')} ${timedOut ? 'timed out' : `exited with ${code}`}` + (stderr.trim() ? `: ${stderr.trim()}` : ''),
-    );
+    super(`${command.join(' ')} ${timedOut ? 'timed out' : `exited with ${code}`}` + (stderr.trim() ? `: ${stderr.trim()}` : ''));
   }
 }
 
@@ -586,9 +584,7 @@ class Lab implements NatLab {
         }),
       ),
     );
-    await Promise.all(
-      this.namespaces.map((ns) => run(['ip', 'netns', 'del', ns]).catch((error: unknown) => problems.push(String(error)))),
-    );
+    await Promise.all(this.namespaces.map((ns) => run(['ip', 'netns', 'del', ns]).catch((error: unknown) => problems.push(String(error)))));
     for (const dir of this.directories) rmSync(dir, { recursive: true, force: true });
     const residue = labResidue(this.prefix);
     if (residue.length > 0) problems.push(`left behind: ${residue.join(', ')}`);
@@ -892,11 +888,7 @@ const EVENTS_SUBSCRIPTION = 'subscription($types: [String!]) { events(types: $ty
  * Subscribes to the node's `events(types:)` over graphql-ws and resolves once the subscription is
  * live on the server, so that whatever the test does next is seen. Closed after the test.
  */
-export async function openEventStream(
-  t: TestContextLike,
-  node: LabNode,
-  types: readonly string[] = [],
-): Promise<LabEventStream> {
+export async function openEventStream(t: TestContextLike, node: LabNode, types: readonly string[] = []): Promise<LabEventStream> {
   const client = createClient({
     url: node.apiUrl.replace(/^http/, 'ws'),
     webSocketImpl: WebSocket,
@@ -928,7 +920,8 @@ class EventStream implements LabEventStream {
           this.received.push(result.data.events);
           this.events.emit('event', result.data.events);
         },
-        error: (error: unknown) => this.fail(error instanceof Error ? error : new NatLabError(`events subscription: ${closeReason(error)}`)),
+        error: (error: unknown) =>
+          this.fail(error instanceof Error ? error : new NatLabError(`events subscription: ${closeReason(error)}`)),
         complete: () => this.fail(new NatLabError('events subscription ended')),
       },
     );

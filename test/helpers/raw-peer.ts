@@ -26,7 +26,11 @@ export async function startRawPeer(t: TestContext, host = '127.0.0.1', options: 
  * The dialer's half of the identity exchange with its own identity, sharing `peers` (none by
  * default); resolves with the list the node answered with.
  */
-export async function exchangeAs(peer: RawPeer, connection: PeerConnection, peers: readonly KnownPeerEntry[] = []): Promise<KnownPeersMessage> {
+export async function exchangeAs(
+  peer: RawPeer,
+  connection: PeerConnection,
+  peers: readonly KnownPeerEntry[] = [],
+): Promise<KnownPeersMessage> {
   const channel = new MessageChannel(await connection.openStream());
   await channel.sendFinal(
     {

@@ -103,7 +103,9 @@ builder.subscriptionField('connectionStateChanged', (t) =>
     args: { peerId: t.arg.id({ required: false }) },
     subscribe: (_root, args, ctx) => {
       const peerId = args.peerId == null ? undefined : peerIdArgument(args.peerId);
-      const changes = ctx.node.bus.subscribe({ types: new Set(['connection.state.changed'] as const) }) as AsyncIterableIterator<StateChange>;
+      const changes = ctx.node.bus.subscribe({
+        types: new Set(['connection.state.changed'] as const),
+      }) as AsyncIterableIterator<StateChange>;
       return peerId === undefined ? changes : filterAsyncIterator(changes, (change) => change.payload.peerId === peerId);
     },
     resolve: (event) => event,

@@ -72,7 +72,10 @@ const DhtInfo = builder.objectRef<RemoteNode>('DhtInfo').implement({
       description: 'host:port addresses found for the topic, most recent first.',
       resolve: (n) => n.topicDiscovery.list().map((p) => `${p.host}:${p.port}`),
     }),
-    currentSequence: t.int({ description: 'BEP 44 sequence of our current metadata.', resolve: (n) => n.metadataPublisher.currentSequence }),
+    currentSequence: t.int({
+      description: 'BEP 44 sequence of our current metadata.',
+      resolve: (n) => n.metadataPublisher.currentSequence,
+    }),
     publicationHeld: t.boolean({
       description: 'True while a private node waits for a relay session before publishing.',
       resolve: (n) => n.metadataPublisher.isHeld,

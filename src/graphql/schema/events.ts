@@ -7,10 +7,13 @@ const KNOWN_TYPES = new Set<string>(NODE_EVENT_TYPES);
 const MAX_NAMED_UNKNOWN = 5;
 
 const Event = builder.objectRef<AnyBusEvent<NodeEventMap>>('Event').implement({
-  description: 'One event from the node\'s event bus.',
+  description: "One event from the node's event bus.",
   fields: (t) => ({
     type: t.string({ description: 'Event name, e.g. peer.discovered.', resolve: (e) => e.type }),
-    seq: t.int({ description: 'Increases by one per event published by this node: a gap means events were missed.', resolve: (e) => e.seq }),
+    seq: t.int({
+      description: 'Increases by one per event published by this node: a gap means events were missed.',
+      resolve: (e) => e.seq,
+    }),
     at: t.field({ type: 'DateTime', resolve: (e) => e.at }),
     payload: t.field({ type: 'JSON', resolve: (e) => e.payload }),
   }),
@@ -23,7 +26,7 @@ builder.queryField('eventTypes', (t) =>
 builder.subscriptionField('events', (t) =>
   t.field({
     type: Event,
-    description: 'Streams the node\'s events as they happen, optionally only the given types.',
+    description: "Streams the node's events as they happen, optionally only the given types.",
     args: { types: t.arg.stringList({ required: false }) },
     subscribe: (_root, { types }, ctx) => {
       const unknown = (types ?? []).filter((type) => !KNOWN_TYPES.has(type));

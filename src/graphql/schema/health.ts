@@ -5,11 +5,17 @@ import { builder } from '../builder.ts';
 import { NodeInfo } from './node-info.ts';
 
 export const HealthStatus = builder.enumType('HealthStatus', {
-  description: 'How well a part of the node works; the node\'s status is its worst part\'s.',
+  description: "How well a part of the node works; the node's status is its worst part's.",
   values: {
     OK: { value: 'OK' satisfies NodeHealthStatus, description: 'Working.' },
-    DEGRADED: { value: 'DEGRADED' satisfies NodeHealthStatus, description: 'Working, with less than it should (no part reports this yet).' },
-    FAILING: { value: 'FAILING' satisfies NodeHealthStatus, description: 'Failing: what it should do is not done (the node keeps running).' },
+    DEGRADED: {
+      value: 'DEGRADED' satisfies NodeHealthStatus,
+      description: 'Working, with less than it should (no part reports this yet).',
+    },
+    FAILING: {
+      value: 'FAILING' satisfies NodeHealthStatus,
+      description: 'Failing: what it should do is not done (the node keeps running).',
+    },
   } as const,
 });
 
@@ -37,14 +43,29 @@ const StorageHealth = builder.objectRef<StorageHealthModel>('StorageHealth').imp
       description: 'Known-peer entries (new peers, or news about known ones) that could not be written, since the node started.',
       resolve: (s) => s.unstoredPeers,
     }),
-    lastFailure: t.field({ type: StorageFailure, nullable: true, description: 'The latest failed write; null if none.', resolve: (s) => s.lastFailure }),
-    failingSince: t.field({ type: 'DateTime', nullable: true, description: 'Start of the current outage; null while OK.', resolve: (s) => s.failingSince }),
-    recoveredAt: t.field({ type: 'DateTime', nullable: true, description: 'When writes last worked again after failing; null if they never failed.', resolve: (s) => s.recoveredAt }),
+    lastFailure: t.field({
+      type: StorageFailure,
+      nullable: true,
+      description: 'The latest failed write; null if none.',
+      resolve: (s) => s.lastFailure,
+    }),
+    failingSince: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'Start of the current outage; null while OK.',
+      resolve: (s) => s.failingSince,
+    }),
+    recoveredAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'When writes last worked again after failing; null if they never failed.',
+      resolve: (s) => s.recoveredAt,
+    }),
   }),
 });
 
 const NodeHealth = builder.objectRef<NodeHealthModel>('NodeHealth').implement({
-  description: 'The node\'s health, one field per part that can fail while the node runs.',
+  description: "The node's health, one field per part that can fail while the node runs.",
   fields: (t) => ({
     status: t.field({ type: HealthStatus, description: 'The worst status of any part.', resolve: (h) => h.status }),
     storage: t.field({ type: StorageHealth, resolve: (h) => h.storage }),

@@ -22,7 +22,11 @@ const PeerMetadata = builder.objectRef<FetchedMetadata>('PeerMetadata').implemen
     relayAddress: t.string({ nullable: true, resolve: (m) => m.metadata.relayAddress }),
     protocols: t.stringList({ resolve: (m) => [...m.metadata.protocols] }),
     capabilities: t.stringList({ resolve: (m) => [...m.metadata.capabilities] }),
-    timestamp: t.field({ type: 'DateTime', description: 'When the peer built this content.', resolve: (m) => new Date(m.metadata.timestamp * 1000) }),
+    timestamp: t.field({
+      type: 'DateTime',
+      description: 'When the peer built this content.',
+      resolve: (m) => new Date(m.metadata.timestamp * 1000),
+    }),
     version: t.int({ description: 'Metadata layout version.', resolve: (m) => m.metadata.version }),
     sequence: t.int({ description: 'BEP 44 sequence number.', resolve: (m) => m.sequence }),
     signature: t.string({ description: 'Ed25519 signature, 128 hex characters.', resolve: (m) => m.signature.toString('hex') }),
@@ -38,8 +42,7 @@ builder.queryField('peerMetadata', (t) =>
     args: { peerId: t.arg.id({ required: true }), fresh: t.arg.boolean({ required: false }) },
     resolve: async (_root, args, ctx) => {
       const peerId = peerIdArgument(args.peerId);
-      const publicKey =
-        peerId === ctx.node.peerId ? ctx.node.identity.publicKey : ctx.node.knownPeers.repository.get(peerId)?.publicKey;
+      const publicKey = peerId === ctx.node.peerId ? ctx.node.identity.publicKey : ctx.node.knownPeers.repository.get(peerId)?.publicKey;
       if (!publicKey) throw new PeerNotKnownError(peerId);
       const fetched = await ctx.node.metadataFetcher.fetch(publicKey, { fresh: args.fresh ?? false });
       if (!fetched) throw new MetadataNotFoundError(peerId);
@@ -56,9 +59,7 @@ builder.objectField(KnownPeer, 'metadata', (t) =>
     // Keyed by public key: no database read, and one lookup per peer per request.
     load: (publicKeys: string[], ctx) =>
       Promise.all(
-        publicKeys.map((key) =>
-          ctx.node.metadataFetcher.fetch(Buffer.from(key, 'hex')).catch((error: unknown) => error as Error),
-        ),
+        publicKeys.map((key) => ctx.node.metadataFetcher.fetch(Buffer.from(key, 'hex')).catch((error: unknown) => error as Error)),
       ),
     resolve: (peer) => Buffer.from(peer.publicKey).toString('hex'),
   }),

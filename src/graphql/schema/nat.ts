@@ -31,7 +31,9 @@ const ReachabilityConfidence = builder.enumType('ReachabilityConfidence', {
   description: 'How sure the reachability verdict is.',
   values: {
     NONE: { description: 'No verdict yet.' },
-    PROVISIONAL: { description: 'One peer (or peers of one network only, when others were connected) said so: re-tested as more peers arrive.' },
+    PROVISIONAL: {
+      description: 'One peer (or peers of one network only, when others were connected) said so: re-tested as more peers arrive.',
+    },
     CONFIRMED: { description: 'Two distinct peers agreed, from distinct /24 or /48 networks when there were such peers.' },
     CONFIGURED: { description: 'node_type is forced in the configuration.' },
   } as const,
@@ -74,7 +76,8 @@ const RelayInfo = builder.objectRef<RelaySession>('RelayInfo').implement({
 builder.mutationField('checkReachability', (t) =>
   t.field({
     type: NatInfo,
-    description: 'Runs a reachability check now (dial-backs from up to three connected peers) and returns the result; with a forced node_type, the configured answer.',
+    description:
+      'Runs a reachability check now (dial-backs from up to three connected peers) and returns the result; with a forced node_type, the configured answer.',
     resolve: async (_root, _args, ctx) => {
       await ctx.node.reachability.check('requested through the API');
       return ctx.node;

@@ -1,15 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseIni } from 'ini';
 import { ConfigError } from './errors.ts';
-import {
-  type Config,
-  type SectionName,
-  CONFIG_SPEC,
-  SECTION_NAMES,
-  isLoopbackHost,
-  lookupSetting,
-  settingsOf,
-} from './schema.ts';
+import { type Config, type SectionName, CONFIG_SPEC, SECTION_NAMES, isLoopbackHost, lookupSetting, settingsOf } from './schema.ts';
 
 export const ENV_PREFIX = 'REMOTE_NETWORK_';
 /** The one environment variable that is not a setting: the config file to read. */
@@ -65,9 +57,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       } else {
         const source = given?.source ?? 'built-in default';
         const detail = result.error.issues.find((i) => i.code === 'custom' && i.params?.detail === true)?.message;
-        problems.push(
-          `${source}: [${section}] ${key} = ${JSON.stringify(raw)}: expected ${setting.form}${detail ? ` (${detail})` : ''}`,
-        );
+        problems.push(`${source}: [${section}] ${key} = ${JSON.stringify(raw)}: expected ${setting.form}${detail ? ` (${detail})` : ''}`);
       }
     }
     config[section] = values;
@@ -90,9 +80,7 @@ function checkCombinations(config: Config, chosen: Map<string, ConfigOverride>, 
     );
   }
   if (config.relay.relay_mode && config.node.node_type === 'private') {
-    problems.push(
-      `${sourceOf('relay', 'relay_mode')}: [relay] relay_mode = true needs a public node, but [node] node_type = private`,
-    );
+    problems.push(`${sourceOf('relay', 'relay_mode')}: [relay] relay_mode = true needs a public node, but [node] node_type = private`);
   }
 }
 

@@ -26,13 +26,7 @@ export interface HostPort {
   readonly port: number;
 }
 
-const integer = (min: number, max: number) =>
-  z
-    .string()
-    .trim()
-    .regex(/^\d+$/)
-    .transform(Number)
-    .pipe(z.number().int().min(min).max(max));
+const integer = (min: number, max: number) => z.string().trim().regex(/^\d+$/).transform(Number).pipe(z.number().int().min(min).max(max));
 
 const port = integer(0, 65535);
 const seconds = (min: number, max: number) => integer(min, max);
@@ -46,8 +40,14 @@ const boolean = z
   .refine((v) => TRUE_WORDS.includes(v) || FALSE_WORDS.includes(v))
   .transform((v) => TRUE_WORDS.includes(v));
 
-const ipv4Address = z.string().trim().refine((v) => isIP(v) === 4);
-const apiHost = z.string().trim().refine((v) => v === 'localhost' || isIP(v) !== 0);
+const ipv4Address = z
+  .string()
+  .trim()
+  .refine((v) => isIP(v) === 4);
+const apiHost = z
+  .string()
+  .trim()
+  .refine((v) => v === 'localhost' || isIP(v) !== 0);
 
 const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
@@ -99,7 +99,10 @@ const originList = z.string().transform((text, ctx) => {
 
 const prefixList = z.string().transform((text, ctx) => {
   const prefixes: IpPrefix[] = [];
-  for (const item of text.split(',').map((s) => s.trim()).filter((s) => s.length > 0)) {
+  for (const item of text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0)) {
     const prefix = parseIpPrefix(item);
     if (!prefix) {
       ctx.addIssue({ code: 'custom', message: `"${item}" is not an IP address or CIDR prefix`, params: DETAIL });
@@ -126,12 +129,7 @@ export const CONFIG_SPEC = {
       'one of auto, public, private',
       'auto detects reachability; public or private forces it.',
     ),
-    listen_host: setting(
-      ipv4Address,
-      '0.0.0.0',
-      'an IPv4 address',
-      'Address the DHT and QUIC sockets bind to (the mainline DHT is IPv4).',
-    ),
+    listen_host: setting(ipv4Address, '0.0.0.0', 'an IPv4 address', 'Address the DHT and QUIC sockets bind to (the mainline DHT is IPv4).'),
     log_level: setting(z.enum(LOG_LEVELS), 'info', `one of ${LOG_LEVELS.join(', ')}`, 'Log verbosity (pino).'),
   },
   dht: {
@@ -163,12 +161,7 @@ export const CONFIG_SPEC = {
       'Topic whose SHA1 is announced in the DHT (BEP 5).',
     ),
     discovery_interval: setting(seconds(1, 3600), '30', 'a number of seconds from 1 to 3600', 'Period of topic lookups.'),
-    max_known_peers_to_share: setting(
-      integer(0, 50),
-      '50',
-      'an integer from 0 to 50',
-      'How many known peers we send in an exchange.',
-    ),
+    max_known_peers_to_share: setting(integer(0, 50), '50', 'an integer from 0 to 50', 'How many known peers we send in an exchange.'),
     max_known_peers: setting(
       integer(10, 1_000_000),
       '10000',
@@ -313,15 +306,13 @@ export const CONFIG_SPEC = {
     ),
   },
   api: {
-    host: setting(
-      apiHost,
-      '127.0.0.1',
-      'an IP address or localhost',
-      'GraphQL API bind address; off loopback a token is required.',
-    ),
+    host: setting(apiHost, '127.0.0.1', 'an IP address or localhost', 'GraphQL API bind address; off loopback a token is required.'),
     port: setting(port, '8080', 'an integer port from 0 to 65535 (0 = any free port)', 'GraphQL API port.'),
     token: setting(
-      z.string().trim().refine((v) => v.length === 0 || v.length >= 16),
+      z
+        .string()
+        .trim()
+        .refine((v) => v.length === 0 || v.length >= 16),
       '',
       'empty, or a secret of at least 16 characters',
       'Bearer token for the API (required off loopback).',

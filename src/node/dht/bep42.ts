@@ -53,11 +53,7 @@ export function isValidBep42NodeId(nodeId: Uint8Array, ip: string): boolean {
   if (isBep42Exempt(ip)) return true;
   if (nodeId.length !== 20) return false;
   const crc = bep42Crc(ip, nodeId[19] ?? 0);
-  return (
-    nodeId[0] === ((crc >>> 24) & 0xff) &&
-    nodeId[1] === ((crc >>> 16) & 0xff) &&
-    ((nodeId[2] ?? 0) & 0xf8) === ((crc >>> 8) & 0xf8)
-  );
+  return nodeId[0] === ((crc >>> 24) & 0xff) && nodeId[1] === ((crc >>> 16) & 0xff) && ((nodeId[2] ?? 0) & 0xf8) === ((crc >>> 8) & 0xf8);
 }
 
 /**

@@ -18,7 +18,8 @@ const int = z.number().int();
 const nodeId = bytesOf(20);
 const infoHash = bytesOf(20);
 /** Compact node info (BEP 5): 26 bytes per IPv4 node; IPv6 nodes (BEP 32) 38. */
-const compactNodes = (size: number) => z.custom<Buffer>((v) => Buffer.isBuffer(v) && v.length % size === 0, `expected a multiple of ${size} bytes`);
+const compactNodes = (size: number) =>
+  z.custom<Buffer>((v) => Buffer.isBuffer(v) && v.length % size === 0, `expected a multiple of ${size} bytes`);
 /** Compact peer info: 6 bytes (IPv4) or 18 (IPv6). */
 const compactPeer = z.custom<Buffer>((v) => Buffer.isBuffer(v) && (v.length === 6 || v.length === 18), 'expected 6 or 18 bytes');
 /** Any bencodable value whose encoding fits BEP 44's limit (a put's `v`). */

@@ -221,7 +221,12 @@ export class MainlineDht {
     const local = dht._values.get(target.toString('hex')) as GetResponse | undefined;
     const held = local ? check(local) : null;
     if (held) return held;
-    return withDeadline(findFirstItem(dht, target, check), DHT_OPERATION_TIMEOUT_MS, () => new DhtTimeoutError('get', DHT_OPERATION_TIMEOUT_MS), UNREF);
+    return withDeadline(
+      findFirstItem(dht, target, check),
+      DHT_OPERATION_TIMEOUT_MS,
+      () => new DhtTimeoutError('get', DHT_OPERATION_TIMEOUT_MS),
+      UNREF,
+    );
   }
 
   /** Stores a signed mutable item at the K closest nodes; refuses values over 1000 bencoded bytes. */

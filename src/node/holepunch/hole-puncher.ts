@@ -128,7 +128,9 @@ export class HolePuncher {
     try {
       const theirs = await this.coordinate(peerId);
       await Promise.any([direct.promise, this.fire(peerId, theirs)]).catch(() => {
-        throw new HolePunchFailedError(`no direct connection within ${PUNCH_TIMEOUT_MS} ms (peer addresses: ${theirs.join(', ') || 'none'})`);
+        throw new HolePunchFailedError(
+          `no direct connection within ${PUNCH_TIMEOUT_MS} ms (peer addresses: ${theirs.join(', ') || 'none'})`,
+        );
       });
     } catch (error) {
       failure = error instanceof Error ? error : new HolePunchFailedError(String(error));

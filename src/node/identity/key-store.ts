@@ -115,10 +115,7 @@ function createPrivateKeyFile(privateFile: string): string | undefined {
 function checkPermissions(file: string): void {
   const mode = statSync(file).mode & 0o777;
   if ((mode & 0o077) !== 0) {
-    throw new KeyFileError(
-      file,
-      `is accessible by other users (mode ${mode.toString(8).padStart(4, '0')}); run chmod 600 on it`,
-    );
+    throw new KeyFileError(file, `is accessible by other users (mode ${mode.toString(8).padStart(4, '0')}); run chmod 600 on it`);
   }
 }
 

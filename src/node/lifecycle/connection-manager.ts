@@ -174,9 +174,8 @@ export class ConnectionManager {
       const info = await shared.catch(() => undefined);
       if (info && (!expectedPeerId || info.peerId === expectedPeerId)) return info;
     }
-    const dialling = this.establish(
-      { peerId: expectedPeerId ?? null, remoteAddress: formatAddress(address), viaRelay: false },
-      () => this.options.transport.dial(address, expectedPeerId ? { expectedPeerId } : {}),
+    const dialling = this.establish({ peerId: expectedPeerId ?? null, remoteAddress: formatAddress(address), viaRelay: false }, () =>
+      this.options.transport.dial(address, expectedPeerId ? { expectedPeerId } : {}),
     );
     for (const key of keys) this.dialsInFlight.set(key, dialling);
     try {

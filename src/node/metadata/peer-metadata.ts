@@ -33,9 +33,7 @@ export class MetadataTooLargeError extends RemoteNetworkError {
   readonly code = 'METADATA_TOO_LARGE';
 
   constructor(readonly size: number) {
-    super(
-      `metadata is ${size} bencoded bytes, ${size - MAX_BEP44_VALUE_BYTES} over the BEP 44 limit of ${MAX_BEP44_VALUE_BYTES}`,
-    );
+    super(`metadata is ${size} bencoded bytes, ${size - MAX_BEP44_VALUE_BYTES} over the BEP 44 limit of ${MAX_BEP44_VALUE_BYTES}`);
   }
 }
 

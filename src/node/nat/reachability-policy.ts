@@ -147,7 +147,9 @@ export class ReachabilityPolicy {
     const { connections } = this.options;
     for (const connection of connections.list()) {
       if (!connection.peerId || (connection.state !== 'IDLE' && connection.state !== 'CONNECTED')) continue;
-      connections.reexchange(connection.peerId).catch((error: unknown) => this.log.debug({ err: error }, 're-exchange after a verdict failed'));
+      connections
+        .reexchange(connection.peerId)
+        .catch((error: unknown) => this.log.debug({ err: error }, 're-exchange after a verdict failed'));
     }
   }
 }

@@ -261,7 +261,8 @@ export class ReachabilityService {
     const found: Reachability = reached.length > 0 ? 'PUBLIC' : 'PRIVATE';
     const networksAvailable = new Set(peers.map((p) => p.network)).size;
     const supportingNetworks = new Set(support.map((p) => p.network)).size;
-    const confirmed = support.length >= CONFIRMING_PEERS && (supportingNetworks >= CONFIRMING_PEERS || networksAvailable < CONFIRMING_PEERS);
+    const confirmed =
+      support.length >= CONFIRMING_PEERS && (supportingNetworks >= CONFIRMING_PEERS || networksAvailable < CONFIRMING_PEERS);
     this.askedPeers = new Set(peers.map((p) => p.peerId));
     this.decide(found, confirmed ? 'CONFIRMED' : 'PROVISIONAL', reason);
     return this.state;

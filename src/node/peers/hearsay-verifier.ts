@@ -121,10 +121,13 @@ export class HearsayVerifier {
       if (this.window.second !== second) this.window = { second, started: 0 };
       if (this.window.started >= VERIFICATIONS_PER_SECOND) {
         if (!this.pumpTimer) {
-          this.pumpTimer = setTimeout(() => {
-            this.pumpTimer = undefined;
-            this.pump();
-          }, 1000 - (Date.now() % 1000));
+          this.pumpTimer = setTimeout(
+            () => {
+              this.pumpTimer = undefined;
+              this.pump();
+            },
+            1000 - (Date.now() % 1000),
+          );
           this.pumpTimer.unref();
         }
         return;

@@ -99,9 +99,7 @@ export class StreamResetError extends RemoteNetworkError {
     readonly streamCode: number,
   ) {
     super(
-      direction === 'read'
-        ? `the peer reset the stream (code ${streamCode})`
-        : `the peer stopped reading the stream (code ${streamCode})`,
+      direction === 'read' ? `the peer reset the stream (code ${streamCode})` : `the peer stopped reading the stream (code ${streamCode})`,
     );
   }
 }

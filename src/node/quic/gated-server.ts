@@ -47,7 +47,12 @@ export class GatedQUICServer extends QUICServer {
     super(options);
   }
 
-  async acceptConnection(remoteInfo: RemoteInfo, header: Header, dcid: QUICConnectionId, data: Uint8Array): Promise<QUICConnection | undefined> {
+  async acceptConnection(
+    remoteInfo: RemoteInfo,
+    header: Header,
+    dcid: QUICConnectionId,
+    data: Uint8Array,
+  ): Promise<QUICConnection | undefined> {
     const accept = (QUICServer.prototype as unknown as AcceptView).acceptConnection;
     const token = header.token;
     // Version negotiation, the Retry and anything that is not an Initial: the library's way.

@@ -122,7 +122,11 @@ export function initialClosePacket(close: InitialClose): Buffer {
 function expandLabel(secret: Buffer, label: string, length: number): Buffer {
   const fullLabel = Buffer.from(`tls13 ${label}`, 'ascii');
   const info = Buffer.concat([Buffer.from([length >> 8, length & 0xff, fullLabel.length]), fullLabel, Buffer.from([0])]);
-  return createHmac('sha256', secret).update(info).update(Buffer.from([1])).digest().subarray(0, length);
+  return createHmac('sha256', secret)
+    .update(info)
+    .update(Buffer.from([1]))
+    .digest()
+    .subarray(0, length);
 }
 
 function uint32(value: number): Buffer {

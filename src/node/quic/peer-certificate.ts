@@ -31,7 +31,10 @@ export function checkPeerCertificates(chain: readonly Uint8Array[], now: Date = 
     // The same bytes passed the checks before; only the clock can have changed the answer.
     const time = now.getTime();
     if (time < known.validFrom || time > known.validTo) {
-      return reject(CryptoError.CertificateExpired, `outside its validity (${new Date(known.validFrom).toISOString()} to ${new Date(known.validTo).toISOString()})`);
+      return reject(
+        CryptoError.CertificateExpired,
+        `outside its validity (${new Date(known.validFrom).toISOString()} to ${new Date(known.validTo).toISOString()})`,
+      );
     }
     return { ok: true, peer: known.peer };
   }

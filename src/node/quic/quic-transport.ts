@@ -106,8 +106,7 @@ export class QuicTransport implements Transport {
     this.libraryLog = libraryLogger(this.log);
     this.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     // quiche needs the ping period below the idle timeout, or the library refuses the config.
-    this.keepAliveIntervalMs =
-      options.keepAliveIntervalMs ?? Math.min(KEEPALIVE_INTERVAL_MS, Math.floor(options.idleTimeoutMs / 2));
+    this.keepAliveIntervalMs = options.keepAliveIntervalMs ?? Math.min(KEEPALIVE_INTERVAL_MS, Math.floor(options.idleTimeoutMs / 2));
   }
 
   /** Bound UDP port once started (0 before). */
@@ -215,7 +214,13 @@ export class QuicTransport implements Transport {
       },
       { timer: timeoutMs, signal: abort.signal },
     );
-    const pending: PendingDial = { abort, settled: creating.then(() => {}, () => {}) };
+    const pending: PendingDial = {
+      abort,
+      settled: creating.then(
+        () => {},
+        () => {},
+      ),
+    };
     this.dials.add(pending);
     let client: QUICClient;
     try {
@@ -235,8 +240,7 @@ export class QuicTransport implements Transport {
 
     // Errors are also re-dispatched on the client; unheard, the library would throw them.
     client.addEventListener(quicEvents.EventQUICClientError.name, this.ignoreLibraryError);
-    const stopClient = (reason: Uint8Array, errorCode = APP_CLOSE_CODE) =>
-      client.destroy({ isApp: true, errorCode, reason, force: true });
+    const stopClient = (reason: Uint8Array, errorCode = APP_CLOSE_CODE) => client.destroy({ isApp: true, errorCode, reason, force: true });
     let peer: ProvenPeer;
     try {
       peer = peerFromCertificates(client.connection.getRemoteCertsChain());
@@ -415,7 +419,9 @@ export class QuicTransport implements Transport {
       applicationProtos: [ALPN_PROTOCOL],
       // Pings make the idle timeout a dead-peer detector (see DEAD_AFTER_KEEPALIVES).
       maxIdleTimeout:
-        this.keepAliveIntervalMs > 0 ? Math.min(this.options.idleTimeoutMs, this.keepAliveIntervalMs * DEAD_AFTER_KEEPALIVES) : this.options.idleTimeoutMs,
+        this.keepAliveIntervalMs > 0
+          ? Math.min(this.options.idleTimeoutMs, this.keepAliveIntervalMs * DEAD_AFTER_KEEPALIVES)
+          : this.options.idleTimeoutMs,
       keepAliveIntervalTime: this.keepAliveIntervalMs > 0 ? this.keepAliveIntervalMs : undefined,
       initialMaxStreamsBidi: MAX_INBOUND_STREAMS,
       // The contract has bidirectional streams only; a peer gets no credit for others.
@@ -426,10 +432,7 @@ export class QuicTransport implements Transport {
     };
   }
 
-  private verifyCallback(
-    expectedPeerId?: string,
-    onRefused?: (reason: string, peer: ProvenPeer | undefined) => void,
-  ): TLSVerifyCallback {
+  private verifyCallback(expectedPeerId?: string, onRefused?: (reason: string, peer: ProvenPeer | undefined) => void): TLSVerifyCallback {
     return createVerifyCallback({
       ownPeerId: this.options.identity.peerId,
       expectedPeerId,
@@ -480,10 +483,7 @@ function codeToReason(direction: 'read' | 'write', code: number): StreamResetErr
 }
 
 function isTimeout(error: unknown): boolean {
-  return (
-    error instanceof quicErrors.ErrorQUICClientCreateTimeout ||
-    error instanceof quicErrors.ErrorQUICConnectionStartTimeout
-  );
+  return error instanceof quicErrors.ErrorQUICClientCreateTimeout || error instanceof quicErrors.ErrorQUICConnectionStartTimeout;
 }
 
 function describeError(error: unknown): string {

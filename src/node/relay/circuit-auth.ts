@@ -45,9 +45,7 @@ interface Transcript {
 }
 
 function transcript(role: 'initiator' | 'responder', t: Transcript): Buffer {
-  return Buffer.from(
-    [CONTEXT, role, t.initiator, t.responder, t.initiatorNonce, t.responderNonce, t.purpose, t.connectionId].join('\n'),
-  );
+  return Buffer.from([CONTEXT, role, t.initiator, t.responder, t.initiatorNonce, t.responderNonce, t.purpose, t.connectionId].join('\n'));
 }
 
 function provenKey(peerId: string, publicKeyHex: string, expectedPeerId: string, who: string): Uint8Array {

@@ -185,7 +185,11 @@ export class RelayClient {
     if (candidates.length === 0) throw new NoRelayAvailableError('no relay is known yet');
     const reached = await Promise.allSettled(
       candidates.map((id) =>
-        withDeadline(this.options.connectToPeer(id), SELECTION_DIAL_TIMEOUT_MS, () => new RelayUnavailableError(`relay ${id} did not answer`)),
+        withDeadline(
+          this.options.connectToPeer(id),
+          SELECTION_DIAL_TIMEOUT_MS,
+          () => new RelayUnavailableError(`relay ${id} did not answer`),
+        ),
       ),
     );
     const connected = reached
@@ -212,8 +216,7 @@ export class RelayClient {
           const session: RelaySession = {
             relayPeerId,
             sessionId: registered.session_id,
-            relayAddress:
-              registered.relay_address === UNKNOWN_ADDRESS ? formatAddress(connection.remoteAddress) : registered.relay_address,
+            relayAddress: registered.relay_address === UNKNOWN_ADDRESS ? formatAddress(connection.remoteAddress) : registered.relay_address,
             since: new Date(),
           };
           this.started(session);

@@ -4,12 +4,7 @@
  * Rejects with `onTimeout()` if `work` has not settled within `ms`. With `unref`, the timer does
  * not keep the process alive (work a stop may abandon, such as a DHT lookup).
  */
-export async function withDeadline<T>(
-  work: Promise<T>,
-  ms: number,
-  onTimeout: () => Error,
-  options: { unref?: boolean } = {},
-): Promise<T> {
+export async function withDeadline<T>(work: Promise<T>, ms: number, onTimeout: () => Error, options: { unref?: boolean } = {}): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(onTimeout()), ms);

@@ -147,7 +147,9 @@ interface HealthAnswer {
 /** A peer node (on an ordinary disk) that knows `count` random peers (verified: hearsay is not shared) to hand out in exchanges. */
 async function peerWithPeers(t: { after(fn: () => unknown): void }, count: number): Promise<RemoteNode> {
   // Named without the PEX rate (50 a minute to one connection): this test fills a disk.
-  const node = await startTestNode(t, { 'peer_discovery.hearsay_per_minute': '100000' });
+  // Configured public: a reachability verdict would re-exchange with the node on its own, and the test
+  // counts what each of its own exchanges could not store.
+  const node = await startTestNode(t, { 'peer_discovery.hearsay_per_minute': '100000', 'node.node_type': 'public' });
   node.knownPeers.record(Array.from({ length: count }, () => randomPeer({ source: 'identity_exchange' })));
   return node;
 }
@@ -165,6 +167,7 @@ describe('a node on a full disk', () => {
       'peer_discovery.max_unverified_peers': '1000',
       'peer_discovery.max_known_peers_to_share': '0',
       'peer_discovery.hearsay_per_minute': '100000',
+      'node.node_type': 'public',
     });
     const daemon: Daemon = await startDaemon(config, { logger });
     let stopped = false;

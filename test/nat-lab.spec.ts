@@ -12,6 +12,7 @@ import {
   openEventStream,
   parseJsonLine,
   startLabNode,
+  suiteCleanups,
 } from './helpers/nat-lab.ts';
 
 const UDP_TOOL = fileURLToPath(new URL('./fixtures/nat/udp-tool.ts', import.meta.url));
@@ -56,16 +57,12 @@ describe('NAT lab (network namespaces + nftables)', { skip, timeout: 60_000 }, (
   let symA: LabHost;
   let symB: LabHost;
   let serverAddress: string;
-  // Suite-wide cleanups: node:test's after() called inside before() would bind to the hook itself
-  // and run as soon as the hook ends.
-  const cleanups: Array<() => unknown> = [];
-  after(async () => {
-    for (const cleanup of cleanups) await cleanup();
-  });
+  const cleanups = suiteCleanups();
+  after(() => cleanups.runAll());
 
   before(async () => {
     if (!support.ok) assert.fail(`CI is set, so the NAT lab must work here, but: ${support.reason}`);
-    lab = await createNatLab({ after: (cleanup) => cleanups.push(cleanup) });
+    lab = await createNatLab(cleanups.suite);
     [pub, coneA, coneB, symA, symB] = await Promise.all([
       lab.addPublicHost('pub'),
       lab.addPrivateHost('cone-a', { nat: 'cone' }),

@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import {
-  type LabEvent,
   type LabEventStream,
   type LabHost,
   type LabNode,
   type NatLab,
   createNatLab,
+  eventually,
   natLabSupport,
   openEventStream,
   startLabNode,
+  suiteCleanups,
 } from './helpers/nat-lab.ts';
 
 /**
@@ -22,6 +23,9 @@ const support = natLabSupport();
 const skip = !support.ok && !process.env.CI ? `NAT lab unavailable: ${support.reason}` : false;
 
 type Payload = Record<string, unknown>;
+/** How long a verdict may take: the lab's re-checks run every 5–10 s, a few rounds of them. */
+const VERDICT_TIMEOUT_MS = 90_000;
+
 const payloadOf = (event: { payload: unknown }) => event.payload as Payload;
 const EVENTS = [
   'nat.reachability.changed',
@@ -48,36 +52,11 @@ async function view(node: LabNode): Promise<NodeView> {
   return result.data.node;
 }
 
-/** Resolves once `check` holds, re-checking after every event of `streams` (no polling sleeps). */
-async function eventually(
-  check: () => Promise<boolean>,
-  streams: readonly LabEventStream[],
-  what: string,
-  timeoutMs = 90_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const seen = streams.map((events) => events.received.at(-1)?.seq ?? -1);
-    if (await check()) return;
-    const left = deadline - Date.now();
-    if (left <= 0) assert.fail(`${what}: not within ${timeoutMs} ms`);
-    try {
-      await Promise.any(streams.map((events, i) => events.waitFor((e: LabEvent) => e.seq > (seen[i] ?? -1), { timeoutMs: left, what })));
-    } catch {
-      if (!(await check())) assert.fail(`${what}: not within ${timeoutMs} ms`);
-      return;
-    }
-  }
-}
-
 describe('reachability behind real NAT, every node auto, any start order', { skip, timeout: 600_000 }, () => {
   let lab: NatLab;
   let hosts: { relay: LabHost; pub: LabHost; homeA: LabHost; homeB: LabHost };
-  const cleanups: Array<() => unknown> = [];
-  const suite = { after: (cleanup: () => unknown) => cleanups.push(cleanup) };
-  after(async () => {
-    for (const cleanup of cleanups.reverse()) await cleanup();
-  });
+  const { suite, runAll } = suiteCleanups();
+  after(() => runAll());
 
   before(async () => {
     if (!support.ok) assert.fail(`CI is set, so the NAT lab must work here, but: ${support.reason}`);
@@ -127,9 +106,19 @@ describe('reachability behind real NAT, every node auto, any start order', { ski
   async function decided(relay: Running, others: { pub?: Running; homes: Running[] }): Promise<void> {
     const all = [relay, ...(others.pub ? [others.pub] : []), ...others.homes];
     const streams = all.map((r) => r.events);
-    await eventually(async () => (await view(relay.node)).nat.reachability === 'PUBLIC', streams, 'the relay found public');
+    await eventually(
+      async () => (await view(relay.node)).nat.reachability === 'PUBLIC',
+      streams,
+      'the relay found public',
+      VERDICT_TIMEOUT_MS,
+    );
     if (others.pub)
-      await eventually(async () => (await view(others.pub!.node)).nat.reachability === 'PUBLIC', streams, 'the public node found public');
+      await eventually(
+        async () => (await view(others.pub!.node)).nat.reachability === 'PUBLIC',
+        streams,
+        'the public node found public',
+        VERDICT_TIMEOUT_MS,
+      );
     for (const home of others.homes) {
       await eventually(
         async () => {
@@ -138,6 +127,7 @@ describe('reachability behind real NAT, every node auto, any start order', { ski
         },
         streams,
         `${home.node.host.name} private and registered with the relay`,
+        VERDICT_TIMEOUT_MS,
       );
     }
   }
@@ -167,6 +157,7 @@ describe('reachability behind real NAT, every node auto, any start order', { ski
       },
       [homeA.events],
       "home-a's relay in the DHT",
+      VERDICT_TIMEOUT_MS,
     );
     const reached = await pub.node.query<{ connectPeer: { viaRelay: boolean } }>(
       `mutation { connectPeer(peerId: "${homeA.node.peerId}") { viaRelay } }`,
@@ -184,6 +175,7 @@ describe('reachability behind real NAT, every node auto, any start order', { ski
       },
       [homeA.events, homeB.events],
       'a direct connection between the home nodes',
+      VERDICT_TIMEOUT_MS,
     );
   });
 
@@ -211,6 +203,7 @@ describe('reachability behind real NAT, every node auto, any start order', { ski
         },
         [home.events],
         `${home.node.host.name} publishes that it has no relay`,
+        VERDICT_TIMEOUT_MS,
       );
     }
     const restartedAt = Date.now();
@@ -229,10 +222,12 @@ describe('reachability behind real NAT, every node auto, any start order', { ski
     assert.ok(Date.now() - restartedAt < 60_000, 'both back within a minute of the restart');
   });
 
-  it('turns PRIVATE, registers with the relay and republishes when a public node ends up behind a NAT', async () => {
+  it('turns PRIVATE, registers with the relay and republishes when a public node ends up behind a NAT', async (t) => {
     assert.equal((await view(pub.node)).nat.reachability, 'PUBLIC');
     const before = pub.events.received.at(-1)?.seq ?? -1;
     await lab.blockUnsolicited(hosts.pub);
+    // Also when this test fails: the next scenarios use the same host.
+    t.after(() => lab.allowUnsolicited(hosts.pub));
     const changed = await pub.events.waitFor(
       (e) => e.seq > before && e.type === 'nat.reachability.changed' && payloadOf(e).reachability === 'PRIVATE',
       { timeoutMs: 90_000, what: 'the verdict turning private' },
@@ -248,7 +243,6 @@ describe('reachability behind real NAT, every node auto, any start order', { ski
     });
     const v = await view(pub.node);
     assert.deepEqual([v.nodeType, v.relay?.peerId], ['PRIVATE', relay.node.peerId]);
-    await lab.allowUnsolicited(hosts.pub);
   });
 
   it('decides the same when the relay starts last, 20 s after the others', async () => {

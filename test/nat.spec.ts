@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import {
-  type LabEvent,
   type LabEventStream,
   type LabHost,
   type LabNode,
   type NatLab,
   createNatLab,
+  eventually,
   natLabSupport,
   openEventStream,
   startLabNode,
+  suiteCleanups,
 } from './helpers/nat-lab.ts';
 
 /**
@@ -51,39 +52,13 @@ async function nodeView(node: LabNode) {
   return view;
 }
 
-/**
- * Resolves once `check` holds, re-checking after each new event of `events` (no polling sleeps).
- * Events that arrive while `check` runs are not missed: the wait starts after the last one seen.
- */
-async function eventually(
-  check: () => Promise<boolean>,
-  streams: LabEventStream | readonly LabEventStream[],
-  what: string,
-  timeoutMs = 30_000,
-): Promise<void> {
-  const all: readonly LabEventStream[] = Array.isArray(streams) ? streams : [streams as LabEventStream];
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const seen = all.map((events) => events.received.at(-1)?.seq ?? -1);
-    if (await check()) return;
-    const left = deadline - Date.now();
-    if (left <= 0) assert.fail(`${what}: not within ${timeoutMs} ms`);
-    // The next event on any of the nodes may have changed the answer.
-    await Promise.any(all.map((events, i) => events.waitFor((e: LabEvent) => e.seq > (seen[i] ?? -1), { timeoutMs: left, what })));
-  }
-}
-
 describe('NAT traversal behind real NAT (namespaces + nftables)', { skip, timeout: 300_000 }, () => {
   let lab: NatLab;
   const hosts: Record<'relay1' | 'relay2' | 'pub' | 'coneA' | 'coneB' | 'symA' | 'symB', LabHost> = {} as never;
   let relay1: LabNode;
   let relay2: LabNode;
-  const cleanups: Array<() => unknown> = [];
-  // node:test's after() inside before() would bind to the hook and run when it ends.
-  const suite = { after: (cleanup: () => unknown) => cleanups.push(cleanup) };
-  after(async () => {
-    for (const cleanup of cleanups.reverse()) await cleanup();
-  });
+  const { suite, runAll } = suiteCleanups();
+  after(() => runAll());
 
   /** Settings every lab node shares: the private DHT and QUIC bootstrap on the relays. */
   function common(extra: Record<string, string> = {}): Record<string, string> {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { createSocket } from 'node:dgram';
 import { createClient as createWsClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { loadOrCreateIdentity } from '../src/node/identity/key-store.ts';
@@ -10,7 +11,9 @@ import { encodeFrame } from '../src/node/wire/framing.ts';
 import { MAX_FRAME_BYTES, READ_TIMEOUT_MS } from '../src/node/wire/constants.ts';
 import { StreamEndedError } from '../src/node/wire/errors.ts';
 import { identityMessage, knownPeersMessage } from '../src/node/wire/messages.ts';
-import { startTestDaemon, startTestNode, subscriptionActive, until } from './helpers/daemon.ts';
+import { RemoteNode } from '../src/node/node.ts';
+import { startTestDaemon, startTestNode, subscriptionActive, testConfig, until } from './helpers/daemon.ts';
+import { captureLogs } from './helpers/log-capture.ts';
 import { gql } from './helpers/graphql.ts';
 import { usePrivateNetwork } from './helpers/network.ts';
 import { peerIdOf, randomPeer } from './helpers/peers.ts';
@@ -245,6 +248,26 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
     assert.equal(a.knownPeers.repository.get(c.peerId)?.source, 'peer_exchange', 'A learned C from B');
   });
 
+  it('skips its own address in a bootstrap list shared by every node, and dials the rest', async (t) => {
+    const c = await startTestNode(t, settings());
+    const port = await freeUdpPort();
+    const own = `127.0.0.1:${port}`;
+    const { logger, lines } = captureLogs('debug');
+    const config = testConfig(
+      tempDir(t),
+      settings({ 'quic.quic_port': String(port), 'peer_discovery.bootstrap_peers': `${own},${quicAddress(c)}` }),
+    );
+    const a = await RemoteNode.start(config, { logger });
+    t.after(() => a.stop('test finished'));
+    await until([a], () => a.connections.isConnected(c.peerId));
+    assert.ok(lines.some((l) => l.msg === 'a bootstrap address is this node: skipped' && l.address === own));
+    assert.deepEqual(
+      lines.filter((l) => l.msg === 'dial failed' || l.msg === 'peer certificate refused').map((l) => l.target ?? l.reason),
+      [],
+      'never dialled itself',
+    );
+  });
+
   it('closes a stale connection, and the GraphQL subscription shows every state', { timeout: 60_000 }, async (t) => {
     // No periodic rounds during the test.
     const quiet = { 'peer_discovery.discovery_interval': '3600' };
@@ -275,3 +298,15 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
     );
   });
 });
+
+/** A UDP port free right now on 127.0.0.1 (for a test that must name its own port in advance). */
+function freeUdpPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = createSocket('udp4');
+    socket.once('error', reject);
+    socket.bind(0, '127.0.0.1', () => {
+      const { port } = socket.address();
+      socket.close(() => resolve(port));
+    });
+  });
+}

@@ -35,6 +35,7 @@ import { StorageHealth } from './health/storage-health.ts';
 import { LOCK_FILE, lockDataDir } from './storage/data-dir-lock.ts';
 import { asStorageError, storageStep } from './storage/storage-failure.ts';
 import { NODE_VERSION } from './version.ts';
+import { isLocalHost } from './util/local-addresses.ts';
 
 export type NodeType = 'public' | 'private';
 
@@ -205,6 +206,7 @@ export class RemoteNode {
       intervalMs: config.peer_discovery.discovery_interval * 1000,
       maxConnections: config.quic.max_connections,
       targetConnections: config.peer_discovery.target_connections,
+      isOwnAddress: (address) => address.port === this.quicPort && isLocalHost(address.host),
       connectRelayed: (route) => this.connectRelayed(route),
     });
     this.reachability = new ReachabilityService({

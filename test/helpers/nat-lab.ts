@@ -13,10 +13,11 @@
  * removed in `t.after`, and a detached janitor (nat-lab-janitor.ts) removes it if the test process
  * dies first. Needs root, `ip` (iproute2) and `nft` (nftables): see natLabSupport().
  */
+import assert from 'node:assert/strict';
 import { type ChildProcessByStdio, type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -81,6 +82,8 @@ export interface WaitOptions {
   readonly timeoutMs?: number;
   /** What is awaited, for the error message. */
   readonly what?: string;
+  /** Stops waiting (rejects with the signal's reason) and removes the listeners. */
+  readonly signal?: AbortSignal;
 }
 
 /** A process running inside a lab namespace (killed before the lab is removed). */
@@ -802,7 +805,10 @@ export async function startLabNode(
   t.after(async () => {
     await child.stop();
     const logDir = process.env.NAT_LAB_LOGS;
-    if (logDir) writeFileSync(join(logDir, `${host.name}-${Date.now()}.log`), child.output());
+    if (logDir) {
+      mkdirSync(logDir, { recursive: true });
+      writeFileSync(join(logDir, `${host.name}-${Date.now()}.log`), child.output());
+    }
   });
   const line = await child.waitForLine((l) => startedLine(l) !== undefined, {
     timeoutMs: options.startTimeoutMs ?? 60_000,
@@ -948,11 +954,14 @@ class EventStream implements LabEventStream {
       const found = this.received.find(match);
       if (found) return resolve(found);
       if (this.failure) return reject(this.failure);
+      if (options.signal?.aborted) return reject(options.signal.reason as Error);
       const finish = (settle: () => void) => {
         clearTimeout(timer);
         this.events.off('event', onEvent).off('failure', onFailure);
+        options.signal?.removeEventListener('abort', onAbort);
         settle();
       };
+      const onAbort = () => finish(() => reject(options.signal?.reason as Error));
       const onEvent = (event: LabEvent) => {
         if (match(event)) finish(() => resolve(event));
       };
@@ -962,6 +971,7 @@ class EventStream implements LabEventStream {
         finish(() => reject(new LabTimeoutError(`no ${what} within ${timeoutMs} ms (events seen: ${seen})`)));
       }, timeoutMs);
       this.events.on('event', onEvent).on('failure', onFailure);
+      options.signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
@@ -981,4 +991,61 @@ function closeReason(value: unknown): string {
     return `socket closed (${String(value.code)} ${String(value.reason)})`;
   }
   return String(value);
+}
+
+/**
+ * Resolves once `check` holds, re-checking after each new event of `streams` (no polling sleeps).
+ * Events that arrive while `check` runs are not missed: the wait starts after the last one seen.
+ */
+export async function eventually(
+  check: () => Promise<boolean>,
+  streams: LabEventStream | readonly LabEventStream[],
+  what: string,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const all: readonly LabEventStream[] = Array.isArray(streams) ? streams : [streams as LabEventStream];
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const seen = all.map((events) => events.received.at(-1)?.seq ?? -1);
+    if (await check()) return;
+    const left = deadline - Date.now();
+    if (left <= 0) assert.fail(`${what}: not within ${timeoutMs} ms`);
+    // The next event on any of the nodes may have changed the answer. The streams that did not
+    // answer stop waiting: their listeners would pile up until the deadline.
+    const waits = new AbortController();
+    try {
+      await Promise.any(
+        all.map((events, i) => events.waitFor((e: LabEvent) => e.seq > (seen[i] ?? -1), { timeoutMs: left, what, signal: waits.signal })),
+      );
+    } catch {
+      if (!(await check())) assert.fail(`${what}: not within ${timeoutMs} ms`);
+      return;
+    } finally {
+      waits.abort(new Error('another stream answered'));
+    }
+  }
+}
+
+/**
+ * Cleanups for a lab built in a suite's before(): node:test's after() called inside before() would
+ * bind to the hook itself and run as soon as the hook ends. `runAll` runs every cleanup, the last
+ * registered first (nodes before the lab they run in), also when one of them fails: a cleanup left
+ * out would leave namespaces and processes behind and the test process waiting on them.
+ */
+export function suiteCleanups(): { readonly suite: TestContextLike; readonly runAll: () => Promise<void> } {
+  const cleanups: Array<() => unknown> = [];
+  return {
+    suite: { after: (cleanup) => void cleanups.push(cleanup) },
+    runAll: async () => {
+      const failures: unknown[] = [];
+      for (const cleanup of cleanups.splice(0).reverse()) {
+        try {
+          await cleanup();
+        } catch (error) {
+          failures.push(error);
+        }
+      }
+      if (failures.length > 0) throw new AggregateError(failures, `${failures.length} lab cleanup(s) failed`);
+    },
+  };
 }

@@ -73,6 +73,12 @@ export interface DiscoveryServiceOptions {
    * hundred peers is most of the CPU for nothing: knowing a peer does not need a connection.
    */
   readonly targetConnections: number;
+  /**
+   * Whether an address is this node's own (our port on a local interface). Such an address (in a
+   * bootstrap list shared by every node, or our own entry on the DHT topic) is never dialled: the
+   * handshake would only end in "the peer is ourselves", again after every backoff.
+   */
+  readonly isOwnAddress: (address: HostPort) => boolean;
   /** Connects to a NAT peer through the relay its metadata names. */
   readonly connectRelayed: (route: Extract<PeerRoute, { kind: 'relay' }>) => Promise<unknown>;
 }
@@ -137,7 +143,11 @@ export class DiscoveryService {
         if (address && this.wantsMoreConnections()) this.enqueue({ kind: 'address', address });
       }),
     );
-    for (const address of this.options.bootstrap) this.enqueue({ kind: 'address', address });
+    for (const address of this.options.bootstrap) {
+      if (this.options.isOwnAddress(address))
+        this.log.info({ address: `${address.host}:${address.port}` }, 'a bootstrap address is this node: skipped');
+      else this.enqueue({ kind: 'address', address });
+    }
     this.timer = setInterval(() => this.periodic(), this.options.intervalMs);
     this.timer.unref();
     this.scheduleReexchange();
@@ -167,6 +177,7 @@ export class DiscoveryService {
       return;
     }
     if (target.kind === 'peer' && !this.wantsMoreConnections()) return;
+    if (target.kind === 'address' && this.options.isOwnAddress(target.address)) return;
     const wait = this.backoff.get(key);
     if (this.queued.has(key) || (wait && wait.until > Date.now()) || this.queue.length >= MAX_QUEUED_DIALS) return;
     this.queued.add(key);

@@ -98,7 +98,8 @@ export class ReachabilityService {
   private primaryObserved: string | null = null;
   private running = false;
   /** Dial-backs we wait for, by the peer asked. */
-  private readonly expected = new Map<string, () => void>();
+  /** Dial-backs awaited, by peer id: the address we talk to that peer on, and what to call on arrival. */
+  private readonly expected = new Map<string, { askedOver: string; arrived: () => void }>();
   private readonly served = new Map<string, number>();
   private servedThisMinute: number[] = [];
   private readonly offs: Array<() => void> = [];
@@ -306,7 +307,7 @@ export class ReachabilityService {
     const arrival = new Promise<void>((resolve) => {
       arrived = resolve;
     });
-    this.expected.set(peerId, arrived);
+    this.expected.set(peerId, { askedOver: this.options.connections.byPeer(peerId)?.remoteAddress ?? '', arrived });
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), DIALBACK_TIMEOUT_MS * 2);
@@ -335,9 +336,17 @@ export class ReachabilityService {
   }
 
   private interceptDialback(connection: PeerConnection): boolean {
-    const arrived = this.expected.get(connection.remotePeerId);
-    if (!arrived || connection.viaRelay || connection.direction !== 'inbound') return false;
-    arrived();
+    const expected = this.expected.get(connection.remotePeerId);
+    if (!expected || connection.viaRelay || connection.direction !== 'inbound') return false;
+    // From the address we already talk to, a connection passes any NAT or firewall (its mapping is
+    // open): only one from another socket of the peer's (the fresh one it dials back from) proves
+    // we can be reached unasked.
+    const from = formatAddress(connection.remoteAddress);
+    if (from === expected.askedOver) {
+      this.log.debug({ peerId: connection.remotePeerId, from }, 'a connection from the address we talk to: not a dial-back');
+      return false;
+    }
+    expected.arrived();
     void connection.close('dial-back received');
     return true;
   }

@@ -9,7 +9,7 @@ import { bep42NodeId, isValidBep42NodeId } from '../src/node/dht/bep42.ts';
 import { mutableTarget, signableBuffer } from '../src/node/dht/bep44.ts';
 import { peerIdFromPublicKey } from '../src/node/identity/peer-id.ts';
 import { signMessage } from '../src/node/identity/signatures.ts';
-import { createLogger } from '../src/node/logger.ts';
+import { createLogger } from '../src/node/base/logger.ts';
 import { MetadataTooLargeError, encodeMetadata } from '../src/node/metadata/peer-metadata.ts';
 import { testConfig, until } from './helpers/daemon.ts';
 import { gql } from './helpers/graphql.ts';

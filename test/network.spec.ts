@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { createClient as createWsClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { loadOrCreateIdentity } from '../src/node/identity/key-store.ts';
-import { createLogger } from '../src/node/logger.ts';
+import { createLogger } from '../src/node/base/logger.ts';
 import { QuicTransport } from '../src/node/quic/quic-transport.ts';
 import { MessageChannel } from '../src/node/wire/channel.ts';
 import { encodeFrame } from '../src/node/wire/framing.ts';

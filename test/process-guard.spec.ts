@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 function runScript(body: string): Promise<{ code: number | null; stdout: string }> {
   const source = `
     import { absorbUncaught, installProcessGuard, processFaults } from './src/node/process-guard.ts';
-    import { createLogger } from './src/node/logger.ts';
+    import { createLogger } from './src/node/base/logger.ts';
     installProcessGuard(createLogger('silent'));
     ${body}`;
   return new Promise((resolve) => {

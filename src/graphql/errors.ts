@@ -1,6 +1,6 @@
 import { GraphQLError, Kind } from 'graphql';
 import { createGraphQLError } from 'graphql-yoga';
-import { RemoteNetworkError } from '../node/errors.ts';
+import { RemoteNetworkError } from '../node/base/errors.ts';
 import { PeerConnectionLimitError } from '../node/quic/errors.ts';
 
 /**

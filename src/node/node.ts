@@ -24,7 +24,7 @@ import { QuicTransport } from './quic/quic-transport.ts';
 import { EventBus } from './events/bus.ts';
 import type { NodeEventMap } from './events/types.ts';
 import { type NodeIdentity, loadOrCreateIdentity } from './identity/key-store.ts';
-import { type Logger, createLogger } from './logger.ts';
+import { type Logger, createLogger } from './base/logger.ts';
 import { MetadataFetcher } from './metadata/metadata-fetcher.ts';
 import { type MetadataContent, MetadataPublisher } from './metadata/metadata-publisher.ts';
 import { HearsayVerifier } from './peers/hearsay-verifier.ts';

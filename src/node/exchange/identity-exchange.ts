@@ -1,5 +1,5 @@
 import type { KnownPeerInput } from '../../db/known-peers.ts';
-import { RemoteNetworkError } from '../errors.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 import type { NodeIdentity } from '../identity/key-store.ts';
 import { peerIdFromPublicKey } from '../identity/peer-id.ts';
 import type { KnownPeersService } from '../peers/known-peers-service.ts';

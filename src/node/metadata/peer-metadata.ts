@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import bencode from 'bencode';
 import { z } from 'zod';
 import { MAX_BEP44_VALUE_BYTES } from '../dht/constants.ts';
-import { RemoteNetworkError } from '../errors.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 
 /** Version of the metadata layout below; readers accept higher versions (unknown keys ignored). */
 export const METADATA_VERSION = 1;

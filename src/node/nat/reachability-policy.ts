@@ -3,7 +3,7 @@ import { parseHostPort } from '../config/schema.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import type { MetadataPublisher } from '../metadata/metadata-publisher.ts';
 import type { RelayClient } from '../relay/relay-client.ts';
 import type { ReachabilityService } from './reachability.ts';

@@ -1,12 +1,12 @@
 import { networkInterfaces } from 'node:os';
 import type { NodeTypeSetting } from '../config/schema.ts';
-import { RemoteNetworkError } from '../errors.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import { formatAddress } from '../exchange/identity-exchange.ts';
 import { connectionGroup } from '../lifecycle/connection-groups.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import type { PeerConnection } from '../quic/types.ts';
 import { setBounded } from '../util/bounded-map.ts';
 import { MessageChannel, parse } from '../wire/channel.ts';

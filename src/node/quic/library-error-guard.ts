@@ -1,5 +1,5 @@
 import { errors as quicErrors } from '@matrixai/quic';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import { absorbUncaught, installProcessGuard } from '../process-guard.ts';
 
 /**

@@ -10,7 +10,7 @@ import {
 } from '@matrixai/quic';
 import type { HostPort } from '../config/schema.ts';
 import type { NodeIdentity } from '../identity/key-store.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import { settleWithin } from '../util/time-bounds.ts';
 import { installQuicErrorGuard } from './library-error-guard.ts';
 import { type NodeCertificate, certificateNeedsRenewal, createNodeCertificate } from './certificate.ts';

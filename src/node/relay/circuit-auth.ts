@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { RemoteNetworkError } from '../errors.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 import type { NodeIdentity } from '../identity/key-store.ts';
 import { peerIdFromPublicKey } from '../identity/peer-id.ts';
 import { verifySignature } from '../identity/signatures.ts';

@@ -6,7 +6,7 @@ import { createClient as createWsClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import type { Daemon } from '../src/daemon.ts';
 import { schema } from '../src/graphql/schema/index.ts';
-import { parseHostPort } from '../src/node/config/schema.ts';
+import { parseHostPort } from '../src/node/base/address.ts';
 import { NODE_EVENT_TYPES } from '../src/node/events/types.ts';
 import { startTestDaemon, startTestNode } from './helpers/daemon.ts';
 import { gql } from './helpers/graphql.ts';

@@ -1,4 +1,4 @@
-import { parseHostPort } from '../../node/config/schema.ts';
+import { parseHostPort } from '../../node/base/address.ts';
 import type { BusEvent } from '../../node/events/bus.ts';
 import type { NodeEventMap } from '../../node/events/types.ts';
 import type { ConnectionInfo } from '../../node/lifecycle/connection-manager.ts';

@@ -1,6 +1,6 @@
 import bencode from 'bencode';
 import DHT, { type DhtContact, type GetResponse } from 'bittorrent-dht';
-import type { HostPort } from '../config/schema.ts';
+import type { HostPort } from '../base/address.ts';
 import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../identity/peer-id.ts';
 import { verifySignature } from '../identity/signatures.ts';
 import type { Logger } from '../base/logger.ts';

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { HostPort } from '../config/schema.ts';
+import type { HostPort } from '../base/address.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import type { Logger } from '../base/logger.ts';

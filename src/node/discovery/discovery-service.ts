@@ -1,5 +1,5 @@
 import type { KnownPeersRepository } from '../../db/known-peers.ts';
-import { type HostPort, parseHostPort } from '../config/schema.ts';
+import { type HostPort, parseHostPort } from '../base/address.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';

@@ -1,3 +1,4 @@
+import { formatAddress } from '../base/address.ts';
 import type { KnownPeerInput } from '../../db/known-peers.ts';
 import { RemoteNetworkError } from '../base/errors.ts';
 import type { NodeIdentity } from '../identity/key-store.ts';
@@ -225,8 +226,4 @@ export class IdentityExchanger {
       peersNotStored: result.notStored,
     };
   }
-}
-
-export function formatAddress(address: { host: string; port: number }): string {
-  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
 }

@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { type HostPort, parseHostPort } from '../config/schema.ts';
+import { type HostPort, parseHostPort } from '../base/address.ts';
 import { RemoteNetworkError } from '../base/errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';

@@ -1,5 +1,5 @@
 import { networkInterfaces } from 'node:os';
-import { parseHostPort } from '../config/schema.ts';
+import { parseHostPort } from '../base/address.ts';
 import { setBounded } from '../util/bounded-map.ts';
 
 /** How the NAT in front of us maps our socket, as the addresses peers observe reveal it. */

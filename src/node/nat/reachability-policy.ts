@@ -1,5 +1,5 @@
-import type { HostPort, NodeTypeSetting } from '../config/schema.ts';
-import { parseHostPort } from '../config/schema.ts';
+import type { NodeTypeSetting } from '../config/schema.ts';
+import { type HostPort, parseHostPort } from '../base/address.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';

@@ -3,7 +3,7 @@ import type { NodeTypeSetting } from '../config/schema.ts';
 import { RemoteNetworkError } from '../base/errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
-import { formatAddress } from '../exchange/identity-exchange.ts';
+import { formatAddress } from '../base/address.ts';
 import { connectionGroup } from '../lifecycle/connection-groups.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
 import type { Logger } from '../base/logger.ts';

@@ -8,7 +8,7 @@ import {
   errors as quicErrors,
   events as quicEvents,
 } from '@matrixai/quic';
-import type { HostPort } from '../config/schema.ts';
+import type { HostPort } from '../base/address.ts';
 import type { NodeIdentity } from '../identity/key-store.ts';
 import type { Logger } from '../base/logger.ts';
 import { settleWithin } from '../util/time-bounds.ts';

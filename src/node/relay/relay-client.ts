@@ -11,7 +11,7 @@ import { READ_TIMEOUT_MS } from '../wire/constants.ts';
 import { relayKeepaliveAckMessage, relayRegisteredMessage } from '../wire/messages.ts';
 import { CircuitClosedError, NoRelayAvailableError } from './errors.ts';
 import { MISSED_KEEPALIVES, UNKNOWN_ADDRESS } from './relay-server.ts';
-import { formatAddress } from '../exchange/identity-exchange.ts';
+import { formatAddress } from '../base/address.ts';
 
 /** Relays tried at once when choosing one (the lowest RTT wins). */
 const CANDIDATES_PER_SELECTION = 5;

@@ -1,4 +1,4 @@
-import type { HostPort } from '../config/schema.ts';
+import type { HostPort } from '../base/address.ts';
 import type { Logger } from '../base/logger.ts';
 import type { Direction, PeerConnection, PeerStream } from '../quic/types.ts';
 import { MAX_PENDING_INBOUND_STREAMS } from '../quic/constants.ts';

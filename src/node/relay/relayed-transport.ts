@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { type HostPort, parseHostPort } from '../config/schema.ts';
-import { formatAddress } from '../exchange/identity-exchange.ts';
+import { type HostPort, parseHostPort, formatAddress } from '../base/address.ts';
 import type { NodeIdentity } from '../identity/key-store.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
 import type { Logger } from '../base/logger.ts';

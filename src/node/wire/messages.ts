@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseHostPort } from '../config/schema.ts';
+import { parseHostPort } from '../base/address.ts';
 
 /**
  * Every message on every stream, declared once for both sides: a JSON object with a `type`.

@@ -1,3 +1,4 @@
+import type { NodeType } from './base/node-type.ts';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DATABASE_FILE, type OpenedDatabase, openDatabase } from '../db/client.ts';
@@ -36,8 +37,6 @@ import { StorageHealth } from './health/storage-health.ts';
 import { LOCK_FILE, lockDataDir } from './storage/data-dir-lock.ts';
 import { asStorageError, storageStep } from './storage/storage-failure.ts';
 import { NODE_VERSION } from './version.ts';
-
-export type NodeType = 'public' | 'private';
 
 /** A part of the node with a lifecycle; the root starts them in order and stops them in reverse. */
 export interface Component {

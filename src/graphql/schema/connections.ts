@@ -1,4 +1,5 @@
 import { parseHostPort } from '../../node/base/address.ts';
+import type { ConnectionState as ConnectionStateValue } from '../../node/base/connection-state.ts';
 import type { BusEvent } from '../../node/events/bus.ts';
 import type { NodeEventMap } from '../../node/events/types.ts';
 import type { ConnectionInfo } from '../../node/lifecycle/connection-manager.ts';
@@ -15,7 +16,7 @@ const ConnectionState = builder.enumType('ConnectionState', {
     IDLE: { description: 'Exchange done, no stream open.' },
     STALE: { description: 'Idle past quic_idle_timeout; being closed.' },
     CLOSED: { description: 'Closed.' },
-  } as const,
+  } as const satisfies Record<ConnectionStateValue, { description: string }>,
 });
 
 const ConnectionDirection = builder.enumType('ConnectionDirection', {

@@ -1,4 +1,4 @@
-import type { KnownPeerRecord } from '../../db/known-peers.ts';
+import type { KnownPeerRecord, KnownPeerSource as KnownPeerSourceValue } from '../../db/known-peers.ts';
 import { isPeerId } from '../../node/identity/peer-id.ts';
 import { peerIdArgument } from '../arguments.ts';
 import { builder } from '../builder.ts';
@@ -12,7 +12,7 @@ export const KnownPeerSource = builder.enumType('KnownPeerSource', {
   values: {
     IDENTITY_EXCHANGE: { value: 'identity_exchange', description: 'The peer introduced itself.' },
     PEER_EXCHANGE: { value: 'peer_exchange', description: 'Another peer told us about it.' },
-  } as const,
+  } as const satisfies Record<Uppercase<KnownPeerSourceValue>, { value: KnownPeerSourceValue; description: string }>,
 });
 
 export const KnownPeer = builder.loadableObjectRef<KnownPeerRecord, string>('KnownPeer', {

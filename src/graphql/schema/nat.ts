@@ -1,3 +1,4 @@
+import type { Reachability as ReachabilityValue } from '../../node/base/node-type.ts';
 import type { BusEvent } from '../../node/events/bus.ts';
 import type { NodeEventMap } from '../../node/events/types.ts';
 import type { HolePunchResult, HolePunchStats } from '../../node/holepunch/hole-puncher.ts';
@@ -14,7 +15,7 @@ const Reachability = builder.enumType('Reachability', {
     UNKNOWN: { description: 'Not decided yet (too few peers answered).' },
     PUBLIC: { description: 'Peers dialled us back from fresh sockets.' },
     PRIVATE: { description: 'Behind NAT or a firewall: reached through a relay.' },
-  } as const,
+  } as const satisfies Record<ReachabilityValue, { description: string }>,
 });
 
 const NatType = builder.enumType('NatType', {

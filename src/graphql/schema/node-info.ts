@@ -1,3 +1,4 @@
+import type { NodeType as NodeTypeValue } from '../../node/base/node-type.ts';
 import type { RemoteNode } from '../../node/node.ts';
 import { builder } from '../builder.ts';
 
@@ -6,7 +7,7 @@ export const NodeType = builder.enumType('NodeType', {
   values: {
     PUBLIC: { value: 'public', description: 'Reachable directly.' },
     PRIVATE: { value: 'private', description: 'Behind NAT; reached through a relay.' },
-  } as const,
+  } as const satisfies Record<Uppercase<NodeTypeValue>, { value: NodeTypeValue; description: string }>,
 });
 
 export const NodeInfo = builder.objectRef<RemoteNode>('NodeInfo').implement({

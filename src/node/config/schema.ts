@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { type HostPort, parseHostPort } from '../base/address.ts';
+import { NODE_TYPE_SETTINGS } from '../base/node-type.ts';
 import { type IpPrefix, parseIpPrefix } from '../util/ip-prefix.ts';
 
 /**
@@ -96,8 +97,6 @@ const prefixList = z.string().transform((text, ctx) => {
   return prefixes;
 });
 
-export const NODE_TYPES = ['auto', 'public', 'private'] as const;
-export type NodeTypeSetting = (typeof NODE_TYPES)[number];
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** The public mainline routers: used only when no bootstrap list is configured (never in tests). */
@@ -107,7 +106,7 @@ export const CONFIG_SPEC = {
   node: {
     data_dir: setting(z.string().trim().min(1), './data', 'a directory path', 'Where the SQLite file and keys/ live.'),
     node_type: setting(
-      z.enum(NODE_TYPES),
+      z.enum(NODE_TYPE_SETTINGS),
       'auto',
       'one of auto, public, private',
       'auto detects reachability; public or private forces it.',

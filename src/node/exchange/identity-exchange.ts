@@ -1,3 +1,4 @@
+import type { NodeType } from '../base/node-type.ts';
 import { formatAddress } from '../base/address.ts';
 import type { KnownPeerInput } from '../../db/known-peers.ts';
 import { RemoteNetworkError } from '../base/errors.ts';
@@ -44,7 +45,7 @@ export interface ExchangeResult {
 export interface LocalIdentity {
   readonly identity: NodeIdentity;
   dhtNodeId(): string;
-  nodeType(): 'public' | 'private';
+  nodeType(): NodeType;
   isRelay(): boolean;
   topic(): string;
   dhtPort(): number;

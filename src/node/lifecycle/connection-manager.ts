@@ -1,7 +1,8 @@
 import { type HostPort, formatAddress } from '../base/address.ts';
 import { RemoteNetworkError } from '../base/errors.ts';
 import type { EventBus } from '../events/bus.ts';
-import type { ConnectionState, NodeEventMap } from '../events/types.ts';
+import type { NodeEventMap } from '../events/types.ts';
+import type { ConnectionState } from '../base/connection-state.ts';
 import type { ExchangeResult, IdentityExchanger } from '../exchange/identity-exchange.ts';
 import type { StorageWriteReporter } from '../health/storage-health.ts';
 import type { Logger } from '../base/logger.ts';

@@ -1,3 +1,4 @@
+import { NODE_TYPES, type NodeType } from '../base/node-type.ts';
 import { isIP } from 'node:net';
 import bencode from 'bencode';
 import { z } from 'zod';
@@ -16,7 +17,7 @@ export interface PeerMetadata {
   readonly privateIp: string | null;
   readonly publicPort: number | null;
   readonly privatePort: number | null;
-  readonly nodeType: 'public' | 'private';
+  readonly nodeType: NodeType;
   readonly isRelay: boolean;
   readonly usingRelay: boolean;
   readonly connectedRelay: string | null;
@@ -89,7 +90,7 @@ const list = z.array(bytesText(MAX_LIST_ITEM_CHARS)).max(MAX_LIST_ITEMS);
 
 const wireSchema = z.object({
   peer_id: bytesText(40).refine((v) => /^[0-9a-f]{40}$/.test(v), 'not a peer id'),
-  node_type: bytesText(16).pipe(z.enum(['public', 'private'])),
+  node_type: bytesText(16).pipe(z.enum(NODE_TYPES)),
   is_relay: flag,
   using_relay: flag,
   protocols: list,

@@ -1,4 +1,4 @@
-import type { NodeTypeSetting } from '../config/schema.ts';
+import type { DecidedReachability, NodeTypeSetting } from '../base/node-type.ts';
 import { type HostPort, parseHostPort } from '../base/address.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
@@ -76,7 +76,7 @@ export class ReachabilityPolicy {
     for (const off of this.offs.splice(0)) off();
   }
 
-  private async verdictChanged(verdict: 'PUBLIC' | 'PRIVATE', previous: string): Promise<void> {
+  private async verdictChanged(verdict: DecidedReachability, previous: string): Promise<void> {
     const { publisher, relayClient } = this.options;
     try {
       if (verdict === 'PUBLIC') {

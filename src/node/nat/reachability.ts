@@ -1,5 +1,5 @@
 import { networkInterfaces } from 'node:os';
-import type { NodeTypeSetting } from '../config/schema.ts';
+import type { DecidedReachability, NodeTypeSetting, Reachability } from '../base/node-type.ts';
 import { RemoteNetworkError } from '../base/errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
@@ -13,7 +13,6 @@ import { MessageChannel, parse } from '../wire/channel.ts';
 import { dialbackRequestMessage, dialbackResultMessage } from '../wire/messages.ts';
 import { type NatType, ObservedAddresses } from './observed-addresses.ts';
 
-export type Reachability = 'UNKNOWN' | 'PUBLIC' | 'PRIVATE';
 /**
  * How sure the verdict is: NONE (no verdict), PROVISIONAL (one peer's word, or peers of one
  * network only when others were available), CONFIRMED (two distinct peers, from distinct networks
@@ -292,7 +291,7 @@ export class ReachabilityService {
     this.confidenceLevel = confidence;
     this.log.info({ reachability: verdict, previous, confidence, natType: this.natType, reason }, 'reachability decided');
     this.options.bus.emit('nat.reachability.changed', {
-      reachability: verdict as 'PUBLIC' | 'PRIVATE',
+      reachability: verdict as DecidedReachability,
       previous,
       confidence,
       natType: this.natType,

@@ -7,7 +7,7 @@ import type { Daemon } from '../src/daemon.ts';
 import { startDaemon } from '../src/daemon.ts';
 import { bep42NodeId, isValidBep42NodeId } from '../src/node/dht/bep42.ts';
 import { mutableTarget, signableBuffer } from '../src/node/dht/bep44.ts';
-import { peerIdFromPublicKey } from '../src/node/identity/peer-id.ts';
+import { peerIdFromPublicKey } from '../src/node/base/peer-id.ts';
 import { signMessage } from '../src/node/identity/signatures.ts';
 import { createLogger } from '../src/node/base/logger.ts';
 import { MetadataTooLargeError, encodeMetadata } from '../src/node/metadata/peer-metadata.ts';
@@ -173,7 +173,7 @@ describe('DHT: private network on loopback', () => {
     ]);
     // Knowing A, B's discovery reads A's metadata and dials the address in it.
     await until([b.node], () => b.node.connections.isConnected(a.node.peerId));
-    const query = `query($id: ID!, $fresh: Boolean) { peerMetadata(peerId: $id, fresh: $fresh) {
+    const query = `query($id: PeerId!, $fresh: Boolean) { peerMetadata(peerId: $id, fresh: $fresh) {
       peerId nodeType isRelay usingRelay publicIp publicPort sequence signature cached protocols version } }`;
     const lookupsBefore = b.node.metadataFetcher.lookupCount;
     const first = await gql(b.api.url, query, { id: a.node.peerId, fresh: true });

@@ -13,7 +13,7 @@ export const NodeType = builder.enumType('NodeType', {
 export const NodeInfo = builder.objectRef<RemoteNode>('NodeInfo').implement({
   description: 'This node.',
   fields: (t) => ({
-    peerId: t.id({ description: 'hex(SHA1(publicKey)), 40 hex characters.', resolve: (n) => n.peerId }),
+    peerId: t.field({ type: 'PeerId', description: 'hex(SHA1(publicKey)), 40 hex characters.', resolve: (n) => n.peerId }),
     publicKey: t.string({
       description: 'Ed25519 public key, 64 hex characters.',
       resolve: (n) => Buffer.from(n.identity.publicKey).toString('hex'),

@@ -1,7 +1,7 @@
 import bencode from 'bencode';
 import DHT, { type DhtContact, type GetResponse } from 'bittorrent-dht';
 import type { HostPort } from '../base/address.ts';
-import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../identity/peer-id.ts';
+import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../base/peer-id.ts';
 import { verifySignature } from '../identity/signatures.ts';
 import type { Logger } from '../base/logger.ts';
 import { isValidBep42NodeId } from './bep42.ts';

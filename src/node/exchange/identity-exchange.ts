@@ -3,7 +3,7 @@ import { formatAddress } from '../base/address.ts';
 import type { KnownPeerInput } from '../../db/known-peers.ts';
 import { RemoteNetworkError } from '../base/errors.ts';
 import type { NodeIdentity } from '../identity/key-store.ts';
-import { peerIdFromPublicKey } from '../identity/peer-id.ts';
+import { peerIdFromPublicKey } from '../base/peer-id.ts';
 import type { KnownPeersService } from '../peers/known-peers-service.ts';
 import type { PeerConnection } from '../quic/types.ts';
 import { TokenBuckets } from '../util/token-buckets.ts';

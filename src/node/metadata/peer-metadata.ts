@@ -1,4 +1,5 @@
 import { NODE_TYPES, type NodeType } from '../base/node-type.ts';
+import { isPeerId } from '../base/peer-id.ts';
 import { isIP } from 'node:net';
 import bencode from 'bencode';
 import { z } from 'zod';
@@ -89,7 +90,7 @@ const ip = bytesText(45).refine((v) => isIP(v) !== 0, 'not an IP address');
 const list = z.array(bytesText(MAX_LIST_ITEM_CHARS)).max(MAX_LIST_ITEMS);
 
 const wireSchema = z.object({
-  peer_id: bytesText(40).refine((v) => /^[0-9a-f]{40}$/.test(v), 'not a peer id'),
+  peer_id: bytesText(40).refine(isPeerId, 'not a peer id'),
   node_type: bytesText(16).pipe(z.enum(NODE_TYPES)),
   is_relay: flag,
   using_relay: flag,

@@ -102,7 +102,7 @@ const wireSchema = z.object({
   private_ip: ip.optional(),
   public_port: port.optional(),
   private_port: port.optional(),
-  connected_relay: bytesText(40).optional(),
+  connected_relay: bytesText(40).refine(isPeerId, 'not a peer id').optional(),
   relay_session_id: bytesText(128).optional(),
   relay_address: bytesText(64).optional(),
 });

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { loadOrCreateIdentity } from '../src/node/identity/key-store.ts';
 import { createLogger } from '../src/node/base/logger.ts';
-import { processFaults } from '../src/node/process-guard.ts';
+import { processFaults } from '../src/node/base/process-guard.ts';
 import { QuicTransport } from '../src/node/quic/quic-transport.ts';
 import type { PeerConnection } from '../src/node/quic/types.ts';
 import { MessageChannel } from '../src/node/wire/channel.ts';

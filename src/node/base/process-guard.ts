@@ -1,4 +1,4 @@
-import type { Logger } from './base/logger.ts';
+import type { Logger } from './logger.ts';
 
 /** What the process-level guard has absorbed since start (the API shows it). */
 export interface ProcessFaults {

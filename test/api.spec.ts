@@ -139,6 +139,7 @@ describe('GraphQL API over HTTP', () => {
       const literal = await gql(daemon.api.url, `{ knownPeer(peerId: "${bad}") { peerId } }`);
       assert.equal(literal.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT', bad);
       assert.match(literal.errors?.[0]?.message ?? '', /PeerId must be 40 hexadecimal characters/);
+      assert.deepEqual((literal.errors?.[0] as { locations?: unknown }).locations, [{ line: 1, column: 21 }], 'points at the value');
       assert.equal(literal.data, undefined, 'refused before any resolver ran');
       const variable = await gql(daemon.api.url, query, { id: bad });
       assert.equal(variable.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT', bad);

@@ -31,12 +31,13 @@ builder.scalarType('PeerId', {
     return value;
   },
   parseValue: (value) => parsePeerId(value),
-  parseLiteral: (ast) => parsePeerId(ast.kind === Kind.STRING || ast.kind === Kind.INT ? ast.value : undefined),
+  parseLiteral: (ast) => parsePeerId(ast.kind === Kind.STRING || ast.kind === Kind.INT ? ast.value : undefined, ast),
 });
 
-function parsePeerId(value: unknown): string {
+/** `literal`: where the value is written in the document, so that the error points at it. */
+function parsePeerId(value: unknown, literal?: ValueNode): string {
   const peerId = typeof value === 'string' || typeof value === 'number' ? String(value).toLowerCase() : '';
-  if (!isPeerId(peerId)) throw userInputError('PeerId must be 40 hexadecimal characters');
+  if (!isPeerId(peerId)) throw userInputError('PeerId must be 40 hexadecimal characters', {}, literal);
   return peerId;
 }
 

@@ -3,7 +3,7 @@ import type { DecidedReachability, NodeTypeSetting, Reachability } from '../base
 import { RemoteNetworkError } from '../base/errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
-import { formatAddress } from '../base/address.ts';
+import { type HostPort, formatAddress } from '../base/address.ts';
 import { connectionGroup } from '../lifecycle/connection-groups.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
 import type { Logger } from '../base/logger.ts';
@@ -48,7 +48,7 @@ export class DialbackRateLimitedError extends RemoteNetworkError {
 export interface ReachabilityOptions {
   readonly mode: NodeTypeSetting;
   readonly connections: ConnectionManager;
-  readonly probe: (address: { host: string; port: number }, peerId: string, timeoutMs: number) => Promise<boolean>;
+  readonly probe: (address: HostPort, peerId: string, timeoutMs: number) => Promise<boolean>;
   readonly bus: EventBus<NodeEventMap>;
   readonly logger: Logger;
   readonly quicPort: () => number;

@@ -1,5 +1,5 @@
 import { loadConfig, overridesFrom } from '../src/node/config/load.ts';
-import { createLogger } from '../src/node/logger.ts';
+import { createLogger } from '../src/node/base/logger.ts';
 import { RemoteNode } from '../src/node/node.ts';
 
 /** A benchmark node: public on 127.0.0.1, free ports, no DHT bootstrap, no periodic rounds. */

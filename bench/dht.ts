@@ -3,9 +3,9 @@ import { MainlineDht, type MainlineDhtOptions } from '../src/node/dht/mainline-d
 import { EventBus } from '../src/node/events/bus.ts';
 import type { NodeEventMap } from '../src/node/events/types.ts';
 import { nobleVerify } from '../src/node/identity/noble.ts';
-import { peerIdFromPublicKey } from '../src/node/identity/peer-id.ts';
+import { peerIdFromPublicKey } from '../src/node/base/peer-id.ts';
 import { signMessage } from '../src/node/identity/signatures.ts';
-import { createLogger } from '../src/node/logger.ts';
+import { createLogger } from '../src/node/base/logger.ts';
 import { MetadataFetcher } from '../src/node/metadata/metadata-fetcher.ts';
 import { encodeMetadata } from '../src/node/metadata/peer-metadata.ts';
 import { type Figure, ms, percentile, ratio, us } from './report.ts';

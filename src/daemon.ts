@@ -1,7 +1,7 @@
 import { startApiServer, type ApiServer } from './graphql/server.ts';
 import type { Config } from './node/config/schema.ts';
-import type { Logger } from './node/logger.ts';
-import { createLogger } from './node/logger.ts';
+import type { Logger } from './node/base/logger.ts';
+import { createLogger } from './node/base/logger.ts';
 import { RemoteNode } from './node/node.ts';
 
 /** A running node with its GraphQL API: what `remote-network start` runs and what tests start. */

@@ -126,6 +126,34 @@ describe('GraphQL API over HTTP', () => {
     assert.equal(bad.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT');
   });
 
+  it('checks every peer id with the PeerId scalar: any case in, lower case out, malformed refused before the resolvers', async (t) => {
+    const daemon = await startTestDaemon(t);
+    const known = peer();
+    daemon.node.knownPeers.record([known]);
+    const id = peerIdOf(known.publicKey);
+    const query = 'query($id: PeerId!) { knownPeer(peerId: $id) { peerId } }';
+    const upper = await gql(daemon.api.url, query, { id: id.toUpperCase() });
+    assert.equal(upper.errors, undefined);
+    assert.equal(upper.data?.knownPeer.peerId, id, 'an upper-case peer id finds the peer and comes back in lower case');
+    for (const bad of ['xyz', `${id}0`, id.replace(/^./, 'g')]) {
+      const literal = await gql(daemon.api.url, `{ knownPeer(peerId: "${bad}") { peerId } }`);
+      assert.equal(literal.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT', bad);
+      assert.match(literal.errors?.[0]?.message ?? '', /PeerId must be 40 hexadecimal characters/);
+      assert.deepEqual((literal.errors?.[0] as { locations?: unknown }).locations, [{ line: 1, column: 21 }], 'points at the value');
+      assert.equal(literal.data, undefined, 'refused before any resolver ran');
+      const variable = await gql(daemon.api.url, query, { id: bad });
+      assert.equal(variable.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT', bad);
+      assert.equal(variable.errors?.[0]?.extensions?.variable, 'id');
+      assert.match(variable.errors?.[0]?.message ?? '', /PeerId must be 40 hexadecimal characters/);
+    }
+    const short = await gql(daemon.api.url, `mutation { disconnectPeer(peerId: "${'0'.repeat(39)}") }`);
+    assert.equal(short.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT');
+    const self = await gql(daemon.api.url, 'mutation($id: PeerId!) { holePunch(peerId: $id) { direct } }', { id: daemon.node.peerId });
+    assert.equal(self.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT');
+    assert.equal(self.errors?.[0]?.extensions?.argument, 'peerId');
+    assert.match(self.errors?.[0]?.message ?? '', /that is this node/);
+  });
+
   it('masks unexpected errors and keeps internals out of responses', async (t) => {
     const daemon = await startTestDaemon(t);
     daemon.node.knownPeers.repository.page = () => {

@@ -6,7 +6,7 @@ import { addressKey, networkKey } from '../src/node/lifecycle/connection-groups.
 import { type ConnectionLimitSettings, InboundLimiter } from '../src/node/lifecycle/connection-limits.ts';
 import { type PruneCandidate, choosePruneVictim } from '../src/node/lifecycle/connection-pruner.ts';
 import { LimitCounters } from '../src/node/lifecycle/limit-counters.ts';
-import { createLogger } from '../src/node/logger.ts';
+import { createLogger } from '../src/node/base/logger.ts';
 import type { RemoteNode } from '../src/node/node.ts';
 import { PeerConnectionLimitError } from '../src/node/quic/errors.ts';
 import { initialKeys, sealInitialPacket } from '../src/node/quic/initial-close.ts';

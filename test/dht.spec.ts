@@ -7,10 +7,10 @@ import type { Daemon } from '../src/daemon.ts';
 import { startDaemon } from '../src/daemon.ts';
 import { bep42NodeId, isValidBep42NodeId } from '../src/node/dht/bep42.ts';
 import { mutableTarget, signableBuffer } from '../src/node/dht/bep44.ts';
-import { peerIdFromPublicKey } from '../src/node/identity/peer-id.ts';
+import { peerIdFromPublicKey } from '../src/node/base/peer-id.ts';
 import { signMessage } from '../src/node/identity/signatures.ts';
-import { createLogger } from '../src/node/logger.ts';
-import { MetadataTooLargeError, encodeMetadata } from '../src/node/metadata/peer-metadata.ts';
+import { createLogger } from '../src/node/base/logger.ts';
+import { MetadataInvalidError, MetadataTooLargeError, decodeMetadata, encodeMetadata } from '../src/node/metadata/peer-metadata.ts';
 import { testConfig, until } from './helpers/daemon.ts';
 import { gql } from './helpers/graphql.ts';
 import { type PrivateDht, startPrivateDht } from './helpers/private-dht.ts';
@@ -173,7 +173,7 @@ describe('DHT: private network on loopback', () => {
     ]);
     // Knowing A, B's discovery reads A's metadata and dials the address in it.
     await until([b.node], () => b.node.connections.isConnected(a.node.peerId));
-    const query = `query($id: ID!, $fresh: Boolean) { peerMetadata(peerId: $id, fresh: $fresh) {
+    const query = `query($id: PeerId!, $fresh: Boolean) { peerMetadata(peerId: $id, fresh: $fresh) {
       peerId nodeType isRelay usingRelay publicIp publicPort sequence signature cached protocols version } }`;
     const lookupsBefore = b.node.metadataFetcher.lookupCount;
     const first = await gql(b.api.url, query, { id: a.node.peerId, fresh: true });
@@ -237,6 +237,35 @@ describe('DHT: private network on loopback', () => {
     await dht.nodes[0]!.putMutable({ publicKey: key.raw, seq: 1, value, sign: key.sign });
     assert.ok(await reader.node.dht.getMutable(key.raw), 'the item itself is validly signed');
     assert.equal(await reader.node.metadataFetcher.fetch(key.raw, { fresh: true }), null, 'but its content lies');
+  });
+
+  it('refuses metadata whose connected_relay is not a peer id (the API returns it as a PeerId)', () => {
+    const key = newKey();
+    const metadata = {
+      peerId: key.peerId,
+      publicIp: null,
+      privateIp: '10.0.0.2',
+      publicPort: null,
+      privatePort: 1,
+      nodeType: 'private' as const,
+      isRelay: false,
+      usingRelay: true,
+      connectedRelay: newKey().peerId,
+      relaySessionId: 's',
+      relayAddress: '127.0.0.1:1',
+      protocols: [],
+      capabilities: [],
+      timestamp: 1,
+      version: 1,
+    };
+    const roundTrip = (m: typeof metadata) => decodeMetadata(bencode.decode(bencode.encode(encodeMetadata(m))));
+    assert.equal(roundTrip(metadata).connectedRelay, metadata.connectedRelay);
+    for (const connectedRelay of ['z'.repeat(40), metadata.connectedRelay.toUpperCase()]) {
+      assert.throws(
+        () => roundTrip({ ...metadata, connectedRelay }),
+        (e) => e instanceof MetadataInvalidError && /connected_relay: not a peer id/.test(e.message),
+      );
+    }
   });
 
   it('never reuses or lowers the sequence number across restarts', async (t) => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { peerIdFromPublicKey } from '../src/node/identity/peer-id.ts';
+import { peerIdFromPublicKey } from '../src/node/base/peer-id.ts';
 import type { RemoteNode } from '../src/node/node.ts';
 import { DISCONNECT_AFTER_UNVERIFIABLE, HEARSAY_PER_MINUTE } from '../src/node/peers/peer-trust.ts';
 import type { KnownPeerEntry } from '../src/node/wire/messages.ts';

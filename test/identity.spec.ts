@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { KeyFileError } from '../src/node/identity/errors.ts';
 import { KEYS_DIR, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, loadOrCreateIdentity, rawPrivateSeed } from '../src/node/identity/key-store.ts';
 import { nobleSign, noblePublicKey, nobleVerify } from '../src/node/identity/noble.ts';
-import { isPeerId, peerIdFromPublicKey } from '../src/node/identity/peer-id.ts';
+import { isPeerId, peerIdFromPublicKey } from '../src/node/base/peer-id.ts';
 import { verifySignature } from '../src/node/identity/signatures.ts';
 import { tempDir } from './helpers/temp.ts';
 

@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import { MainlineDht } from '../src/node/dht/mainline-dht.ts';
 import { KrpcDecodeError, decodeKrpc } from '../src/node/dht/krpc-decode.ts';
 import { MAX_IDS_PER_IP } from '../src/node/dht/routing-table-policy.ts';
-import { createLogger } from '../src/node/logger.ts';
+import { createLogger } from '../src/node/base/logger.ts';
 
 /** The decoder inside k-rpc-socket, which sees every datagram the strict decoder lets through. */
 const libraryDecode = createRequire(createRequire(import.meta.url).resolve('k-rpc-socket'))('bencode').decode as (b: Buffer) => unknown;

@@ -8,7 +8,7 @@ import bencode from 'bencode';
 import type { Daemon } from '../src/daemon.ts';
 import { startDaemon } from '../src/daemon.ts';
 import { noblePublicKey } from '../src/node/identity/noble.ts';
-import { createLogger } from '../src/node/logger.ts';
+import { createLogger } from '../src/node/base/logger.ts';
 import { encodeMetadata } from '../src/node/metadata/peer-metadata.ts';
 import { testConfig } from './helpers/daemon.ts';
 import { type PrivateDht, startPrivateDht } from './helpers/private-dht.ts';

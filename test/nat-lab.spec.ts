@@ -147,7 +147,7 @@ describe('NAT lab (network namespaces + nftables)', { skip, timeout: 60_000 }, (
 
     const exchanges = await openEventStream(t, publicNode, ['peer.exchanged']);
     const connect = await natNode.query<{ connectPeer: { state: string } }>(
-      'mutation($address: String!, $peerId: ID!) { connectPeer(address: $address, peerId: $peerId) { state } }',
+      'mutation($address: String!, $peerId: PeerId!) { connectPeer(address: $address, peerId: $peerId) { state } }',
       { address: publicNode.quicAddress, peerId: publicNode.peerId },
     );
     assert.equal(connect.errors, undefined, JSON.stringify(connect.errors));

@@ -4,7 +4,7 @@ import { createSocket } from 'node:dgram';
 import { createClient as createWsClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { loadOrCreateIdentity } from '../src/node/identity/key-store.ts';
-import { createLogger } from '../src/node/logger.ts';
+import { createLogger } from '../src/node/base/logger.ts';
 import { QuicTransport } from '../src/node/quic/quic-transport.ts';
 import { MessageChannel } from '../src/node/wire/channel.ts';
 import { encodeFrame } from '../src/node/wire/framing.ts';

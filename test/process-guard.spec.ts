@@ -5,8 +5,8 @@ import { describe, it } from 'node:test';
 /** Runs a module body in a fresh Node process (with tsx), resolving with its exit code and output. */
 function runScript(body: string): Promise<{ code: number | null; stdout: string }> {
   const source = `
-    import { absorbUncaught, installProcessGuard, processFaults } from './src/node/process-guard.ts';
-    import { createLogger } from './src/node/logger.ts';
+    import { absorbUncaught, installProcessGuard, processFaults } from './src/node/base/process-guard.ts';
+    import { createLogger } from './src/node/base/logger.ts';
     installProcessGuard(createLogger('silent'));
     ${body}`;
   return new Promise((resolve) => {

@@ -7,9 +7,9 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { QUICClient, QUICSocket, errors as quicErrors } from '@matrixai/quic';
 import * as x509 from '@peculiar/x509';
-import type { HostPort } from '../src/node/config/schema.ts';
+import type { HostPort } from '../src/node/base/address.ts';
 import { type NodeIdentity, loadOrCreateIdentity } from '../src/node/identity/key-store.ts';
-import { createLogger } from '../src/node/logger.ts';
+import { createLogger } from '../src/node/base/logger.ts';
 import { certificateNeedsRenewal, createNodeCertificate, publicKeyFromCertificate } from '../src/node/quic/certificate.ts';
 import { ALPN_PROTOCOL, CERT_RENEW_BEFORE_MS, CERT_VALIDITY_MS } from '../src/node/quic/constants.ts';
 import {

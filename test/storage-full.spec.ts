@@ -8,7 +8,7 @@ import { KnownPeersRepository } from '../src/db/known-peers.ts';
 import { NodeStateRepository } from '../src/db/node-state.ts';
 import { EXIT_STORAGE } from '../src/cli/exit-codes.ts';
 import { type Daemon, startDaemon } from '../src/daemon.ts';
-import { createLogger } from '../src/node/logger.ts';
+import { createLogger } from '../src/node/base/logger.ts';
 import { SEQUENCE_STATE_KEY } from '../src/node/metadata/metadata-publisher.ts';
 import { RemoteNode } from '../src/node/node.ts';
 import { LOCK_FILE } from '../src/node/storage/data-dir-lock.ts';

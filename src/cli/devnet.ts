@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { type Daemon, startDaemon } from '../daemon.ts';
 import { loadConfig, overridesFrom } from '../node/config/load.ts';
-import { createLogger } from '../node/logger.ts';
+import { createLogger } from '../node/base/logger.ts';
 
 export interface DevnetOptions {
   readonly nodes: number;

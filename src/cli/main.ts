@@ -8,7 +8,7 @@ import { KnownPeersRepository } from '../db/known-peers.ts';
 import { ConfigError } from '../node/config/errors.ts';
 import { ENV_CONFIG_FILE, type ConfigOverride, loadConfig } from '../node/config/load.ts';
 import type { Config } from '../node/config/schema.ts';
-import { RemoteNetworkError } from '../node/errors.ts';
+import { RemoteNetworkError } from '../node/base/errors.ts';
 import { loadOrCreateIdentity } from '../node/identity/key-store.ts';
 import { StorageError, storageStep } from '../node/storage/storage-failure.ts';
 import { NODE_VERSION } from '../node/version.ts';

@@ -4,9 +4,10 @@ import type { Db } from './client.ts';
 import { RecentWindow } from './recent-window.ts';
 import { knownPeers, topics } from './schema.ts';
 
-export type KnownPeerSource = 'identity_exchange' | 'peer_exchange';
+/** How we first learned of a peer; stored as its index here, so the order is part of the file format. */
+const SOURCE_NAMES = ['identity_exchange', 'peer_exchange'] as const;
+export type KnownPeerSource = (typeof SOURCE_NAMES)[number];
 const SOURCE_CODES: Record<KnownPeerSource, number> = { identity_exchange: 0, peer_exchange: 1 };
-const SOURCE_NAMES: readonly KnownPeerSource[] = ['identity_exchange', 'peer_exchange'];
 
 export interface KnownPeerRecord {
   /** hex(SHA1(publicKey)), derived from the stored key. */

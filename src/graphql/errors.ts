@@ -1,6 +1,6 @@
-import { GraphQLError, Kind } from 'graphql';
+import { type ASTNode, GraphQLError, Kind } from 'graphql';
 import { createGraphQLError } from 'graphql-yoga';
-import { RemoteNetworkError } from '../node/errors.ts';
+import { RemoteNetworkError } from '../node/base/errors.ts';
 import { PeerConnectionLimitError } from '../node/quic/errors.ts';
 
 /**
@@ -19,8 +19,8 @@ export const ErrorCode = {
   UNSUPPORTED_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
 } as const;
 
-export function userInputError(message: string, extensions: Record<string, unknown> = {}): GraphQLError {
-  return createGraphQLError(message, { extensions: { code: ErrorCode.BAD_USER_INPUT, ...extensions } });
+export function userInputError(message: string, extensions: Record<string, unknown> = {}, node?: ASTNode): GraphQLError {
+  return createGraphQLError(message, { ...(node && { nodes: node }), extensions: { code: ErrorCode.BAD_USER_INPUT, ...extensions } });
 }
 
 /** Node errors are part of the contract (typed, with a code); convert them for clients. */

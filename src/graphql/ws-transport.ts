@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { CloseCode, type ServerOptions, handleProtocols, makeServer } from 'graphql-ws';
 import type { WebSocket, WebSocketServer } from 'ws';
-import type { Logger } from '../node/logger.ts';
+import type { Logger } from '../node/base/logger.ts';
 
 /** What graphql-ws hooks see as `ctx.extra`. */
 export interface WsExtra {

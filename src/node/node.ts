@@ -1,9 +1,11 @@
+import type { NodeType } from './base/node-type.ts';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DATABASE_FILE, type OpenedDatabase, openDatabase } from '../db/client.ts';
 import { KnownPeersRepository } from '../db/known-peers.ts';
 import { NodeStateRepository } from '../db/node-state.ts';
-import { type Config, type HostPort, parseHostPort } from './config/schema.ts';
+import type { Config } from './config/schema.ts';
+import { type HostPort, parseHostPort, formatAddress } from './base/address.ts';
 import { chooseNodeId } from './dht/bep42.ts';
 import { MainlineDht } from './dht/mainline-dht.ts';
 import { TopicDiscovery } from './dht/topic-discovery.ts';
@@ -15,7 +17,7 @@ import { ReachabilityService, publicAddressOf } from './nat/reachability.ts';
 import { RelayClient } from './relay/relay-client.ts';
 import { RelayServer } from './relay/relay-server.ts';
 import { type RelayRoute, RelayedTransport } from './relay/relayed-transport.ts';
-import { IdentityExchanger, formatAddress } from './exchange/identity-exchange.ts';
+import { IdentityExchanger } from './exchange/identity-exchange.ts';
 import { InboundLimiter } from './lifecycle/connection-limits.ts';
 import { type ConnectionInfo, ConnectionManager } from './lifecycle/connection-manager.ts';
 import { HistoryProtection } from './lifecycle/history-protection.ts';
@@ -24,7 +26,7 @@ import { QuicTransport } from './quic/quic-transport.ts';
 import { EventBus } from './events/bus.ts';
 import type { NodeEventMap } from './events/types.ts';
 import { type NodeIdentity, loadOrCreateIdentity } from './identity/key-store.ts';
-import { type Logger, createLogger } from './logger.ts';
+import { type Logger, createLogger } from './base/logger.ts';
 import { MetadataFetcher } from './metadata/metadata-fetcher.ts';
 import { type MetadataContent, MetadataPublisher } from './metadata/metadata-publisher.ts';
 import { HearsayVerifier } from './peers/hearsay-verifier.ts';
@@ -36,8 +38,6 @@ import { LOCK_FILE, lockDataDir } from './storage/data-dir-lock.ts';
 import { asStorageError, storageStep } from './storage/storage-failure.ts';
 import { NODE_VERSION } from './version.ts';
 import { isLocalHost } from './util/local-addresses.ts';
-
-export type NodeType = 'public' | 'private';
 
 /** A part of the node with a lifecycle; the root starts them in order and stops them in reverse. */
 export interface Component {

@@ -1,7 +1,7 @@
 import { type Daemon, startDaemon } from '../../src/daemon.ts';
 import { loadConfig, overridesFrom } from '../../src/node/config/load.ts';
 import type { Config } from '../../src/node/config/schema.ts';
-import { createLogger } from '../../src/node/logger.ts';
+import { createLogger } from '../../src/node/base/logger.ts';
 import { RemoteNode } from '../../src/node/node.ts';
 import { tempDir } from './temp.ts';
 

@@ -266,6 +266,7 @@ function rightValueFor(type: GraphQLNamedType & GraphQLInputType, context: FuzzC
       case 'Boolean':
         return fc.boolean();
       case 'ID':
+      case 'PeerId':
         return fc.oneof({ arbitrary: stringFor(argument, context), weight: 6 }, { arbitrary: hostileInt(), weight: 1 });
       case 'DateTime':
         return fc.oneof(

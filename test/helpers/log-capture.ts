@@ -1,5 +1,5 @@
-import { createLogger } from '../../src/node/logger.ts';
-import type { Logger } from '../../src/node/logger.ts';
+import { createLogger } from '../../src/node/base/logger.ts';
+import type { Logger } from '../../src/node/base/logger.ts';
 
 export interface LogLine {
   readonly level: number;

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import type { HostPort } from '../../src/node/config/schema.ts';
+import type { HostPort } from '../../src/node/base/address.ts';
 import { MainlineDht } from '../../src/node/dht/mainline-dht.ts';
-import { createLogger } from '../../src/node/logger.ts';
+import { createLogger } from '../../src/node/base/logger.ts';
 
 export interface PrivateDht {
   readonly nodes: MainlineDht[];

@@ -1,5 +1,5 @@
 import { type NodeIdentity, loadOrCreateIdentity } from '../../src/node/identity/key-store.ts';
-import { createLogger } from '../../src/node/logger.ts';
+import { createLogger } from '../../src/node/base/logger.ts';
 import { QuicTransport, type QuicTransportOptions } from '../../src/node/quic/quic-transport.ts';
 import type { PeerConnection } from '../../src/node/quic/types.ts';
 import { MessageChannel } from '../../src/node/wire/channel.ts';

@@ -25,7 +25,7 @@ const ConnectionLimitCount = builder.objectRef<{ readonly reason: LimitReason; r
 const ProtectedPeer = builder.objectRef<{ readonly peerId: string; readonly tags: string[] }>('ProtectedPeer').implement({
   description: 'A peer whose connections are never pruned, and why (relay, relayed-peer, bootstrap, …).',
   fields: (t) => ({
-    peerId: t.id({ resolve: (p) => p.peerId }),
+    peerId: t.field({ type: 'PeerId', resolve: (p) => p.peerId }),
     tags: t.stringList({ resolve: (p) => p.tags }),
   }),
 });

@@ -1,8 +1,9 @@
-import { parseHostPort } from '../../node/config/schema.ts';
+import { parseHostPort } from '../../node/base/address.ts';
+import type { ConnectionState as ConnectionStateValue } from '../../node/base/connection-state.ts';
 import type { BusEvent } from '../../node/events/bus.ts';
 import type { NodeEventMap } from '../../node/events/types.ts';
 import type { ConnectionInfo } from '../../node/lifecycle/connection-manager.ts';
-import { otherPeerIdArgument, peerIdArgument } from '../arguments.ts';
+import { otherPeerIdArgument } from '../arguments.ts';
 import { filterAsyncIterator } from '../async-iterators.ts';
 import { builder } from '../builder.ts';
 import { userInputError } from '../errors.ts';
@@ -15,7 +16,7 @@ const ConnectionState = builder.enumType('ConnectionState', {
     IDLE: { description: 'Exchange done, no stream open.' },
     STALE: { description: 'Idle past quic_idle_timeout; being closed.' },
     CLOSED: { description: 'Closed.' },
-  } as const,
+  } as const satisfies Record<ConnectionStateValue, { description: string }>,
 });
 
 const ConnectionDirection = builder.enumType('ConnectionDirection', {
@@ -26,7 +27,12 @@ const Connection = builder.objectRef<ConnectionInfo>('Connection').implement({
   description: 'A QUIC connection to a peer.',
   fields: (t) => ({
     id: t.id({ resolve: (c) => c.id }),
-    peerId: t.id({ nullable: true, description: 'Proven by TLS; null while dialling an address.', resolve: (c) => c.peerId }),
+    peerId: t.field({
+      type: 'PeerId',
+      nullable: true,
+      description: 'Proven by TLS; null while dialling an address.',
+      resolve: (c) => c.peerId,
+    }),
     remoteAddress: t.string({ resolve: (c) => c.remoteAddress }),
     direction: t.field({ type: ConnectionDirection, resolve: (c) => c.direction }),
     state: t.field({ type: ConnectionState, resolve: (c) => c.state }),
@@ -61,7 +67,7 @@ builder.mutationField('connectPeer', (t) =>
     description:
       'Connects to a peer and runs the exchange. With only peerId, its address comes from its DHT metadata; with an address, ' +
       'that address is dialled (and, with peerId too, the peer there must prove that id).',
-    args: { peerId: t.arg.id({ required: false }), address: t.arg.string({ required: false }) },
+    args: { peerId: t.arg({ type: 'PeerId', required: false }), address: t.arg.string({ required: false }) },
     resolve: async (_root, args, ctx) => {
       const peerId = args.peerId == null ? undefined : otherPeerIdArgument(args.peerId, ctx.node.peerId);
       if (args.address != null) {
@@ -78,8 +84,8 @@ builder.mutationField('connectPeer', (t) =>
 builder.mutationField('disconnectPeer', (t) =>
   t.boolean({
     description: 'Closes every connection to the peer; false if there was none.',
-    args: { peerId: t.arg.id({ required: true }) },
-    resolve: (_root, args, ctx) => ctx.node.connections.disconnect(peerIdArgument(args.peerId)),
+    args: { peerId: t.arg({ type: 'PeerId', required: true }) },
+    resolve: (_root, args, ctx) => ctx.node.connections.disconnect(args.peerId),
   }),
 );
 
@@ -87,7 +93,7 @@ type StateChange = BusEvent<NodeEventMap, 'connection.state.changed'>;
 const ConnectionStateChange = builder.objectRef<StateChange>('ConnectionStateChange').implement({
   fields: (t) => ({
     connectionId: t.id({ resolve: (e) => e.payload.connectionId }),
-    peerId: t.id({ nullable: true, resolve: (e) => e.payload.peerId }),
+    peerId: t.field({ type: 'PeerId', nullable: true, resolve: (e) => e.payload.peerId }),
     remoteAddress: t.string({ resolve: (e) => e.payload.remoteAddress }),
     from: t.field({ type: ConnectionState, nullable: true, resolve: (e) => e.payload.from }),
     to: t.field({ type: ConnectionState, resolve: (e) => e.payload.to }),
@@ -100,9 +106,9 @@ builder.subscriptionField('connectionStateChanged', (t) =>
   t.field({
     type: ConnectionStateChange,
     description: 'Every connection state transition, optionally for one peer.',
-    args: { peerId: t.arg.id({ required: false }) },
+    args: { peerId: t.arg({ type: 'PeerId', required: false }) },
     subscribe: (_root, args, ctx) => {
-      const peerId = args.peerId == null ? undefined : peerIdArgument(args.peerId);
+      const peerId = args.peerId ?? undefined;
       const changes = ctx.node.bus.subscribe({
         types: new Set(['connection.state.changed'] as const),
       }) as AsyncIterableIterator<StateChange>;
@@ -115,7 +121,7 @@ builder.subscriptionField('connectionStateChanged', (t) =>
 type Discovered = BusEvent<NodeEventMap, 'peer.discovered'>;
 const PeerDiscovered = builder.objectRef<Discovered>('PeerDiscovered').implement({
   fields: (t) => ({
-    peerId: t.id({ resolve: (e) => e.payload.peerId }),
+    peerId: t.field({ type: 'PeerId', resolve: (e) => e.payload.peerId }),
     topic: t.string({ resolve: (e) => e.payload.topic }),
     isRelay: t.boolean({ resolve: (e) => e.payload.isRelay }),
     source: t.field({ type: KnownPeerSource, resolve: (e) => e.payload.source }),
@@ -123,7 +129,12 @@ const PeerDiscovered = builder.objectRef<Discovered>('PeerDiscovered').implement
       description: 'False for hearsay: told by another peer, not proven yet (neither shared nor dialled until it is).',
       resolve: (e) => e.payload.verified,
     }),
-    via: t.id({ nullable: true, description: 'The peer that told us of it (hearsay only).', resolve: (e) => e.payload.via }),
+    via: t.field({
+      type: 'PeerId',
+      nullable: true,
+      description: 'The peer that told us of it (hearsay only).',
+      resolve: (e) => e.payload.via,
+    }),
     at: t.field({ type: 'DateTime', resolve: (e) => e.at }),
   }),
 });

@@ -1,6 +1,5 @@
-import type { KnownPeerRecord } from '../../db/known-peers.ts';
-import { isPeerId } from '../../node/identity/peer-id.ts';
-import { peerIdArgument } from '../arguments.ts';
+import type { KnownPeerRecord, KnownPeerSource as KnownPeerSourceValue } from '../../db/known-peers.ts';
+import { isPeerId } from '../../node/base/peer-id.ts';
 import { builder } from '../builder.ts';
 import { userInputError } from '../errors.ts';
 
@@ -12,7 +11,7 @@ export const KnownPeerSource = builder.enumType('KnownPeerSource', {
   values: {
     IDENTITY_EXCHANGE: { value: 'identity_exchange', description: 'The peer introduced itself.' },
     PEER_EXCHANGE: { value: 'peer_exchange', description: 'Another peer told us about it.' },
-  } as const,
+  } as const satisfies Record<Uppercase<KnownPeerSourceValue>, { value: KnownPeerSourceValue; description: string }>,
 });
 
 export const KnownPeer = builder.loadableObjectRef<KnownPeerRecord, string>('KnownPeer', {
@@ -22,7 +21,7 @@ export const KnownPeer = builder.loadableObjectRef<KnownPeerRecord, string>('Kno
 KnownPeer.implement({
   description: 'A peer this node knows (the lightweight identity kept in SQLite; metadata lives in the DHT).',
   fields: (t) => ({
-    peerId: t.id({ resolve: (p) => p.peerId }),
+    peerId: t.field({ type: 'PeerId', resolve: (p) => p.peerId }),
     publicKey: t.string({ description: '64 hex characters.', resolve: (p) => Buffer.from(p.publicKey).toString('hex') }),
     dhtNodeId: t.string({ nullable: true, resolve: (p) => p.dhtNodeId }),
     isRelay: t.boolean({ resolve: (p) => p.isRelay }),
@@ -47,11 +46,10 @@ builder.queryField('knownPeer', (t) =>
   t.field({
     type: KnownPeer,
     nullable: true,
-    args: { peerId: t.arg.id({ required: true }) },
+    args: { peerId: t.arg({ type: 'PeerId', required: true }) },
     resolve: async (_root, { peerId }, ctx) => {
-      const id = peerIdArgument(peerId);
       try {
-        return await KnownPeer.getDataloader(ctx).load(id);
+        return await KnownPeer.getDataloader(ctx).load(peerId);
       } catch (error) {
         if (error instanceof KnownPeerNotFound) return null;
         throw error;

@@ -1,7 +1,6 @@
 import type { FetchedMetadata } from '../../node/metadata/metadata-fetcher.ts';
 import { MetadataNotFoundError } from '../../node/metadata/peer-metadata.ts';
 import { PeerNotKnownError } from '../../node/peers/errors.ts';
-import { peerIdArgument } from '../arguments.ts';
 import { builder } from '../builder.ts';
 import { KnownPeer } from './known-peers.ts';
 import { NodeType } from './node-info.ts';
@@ -9,7 +8,7 @@ import { NodeType } from './node-info.ts';
 const PeerMetadata = builder.objectRef<FetchedMetadata>('PeerMetadata').implement({
   description: "A peer's signed BEP 44 metadata, read from the DHT and verified.",
   fields: (t) => ({
-    peerId: t.id({ resolve: (m) => m.metadata.peerId }),
+    peerId: t.field({ type: 'PeerId', resolve: (m) => m.metadata.peerId }),
     publicIp: t.string({ nullable: true, resolve: (m) => m.metadata.publicIp }),
     privateIp: t.string({ nullable: true, resolve: (m) => m.metadata.privateIp }),
     publicPort: t.int({ nullable: true, resolve: (m) => m.metadata.publicPort }),
@@ -17,7 +16,7 @@ const PeerMetadata = builder.objectRef<FetchedMetadata>('PeerMetadata').implemen
     nodeType: t.field({ type: NodeType, resolve: (m) => m.metadata.nodeType }),
     isRelay: t.boolean({ resolve: (m) => m.metadata.isRelay }),
     usingRelay: t.boolean({ resolve: (m) => m.metadata.usingRelay }),
-    connectedRelay: t.string({ nullable: true, resolve: (m) => m.metadata.connectedRelay }),
+    connectedRelay: t.field({ type: 'PeerId', nullable: true, resolve: (m) => m.metadata.connectedRelay }),
     relaySessionId: t.string({ nullable: true, resolve: (m) => m.metadata.relaySessionId }),
     relayAddress: t.string({ nullable: true, resolve: (m) => m.metadata.relayAddress }),
     protocols: t.stringList({ resolve: (m) => [...m.metadata.protocols] }),
@@ -39,9 +38,9 @@ builder.queryField('peerMetadata', (t) =>
   t.field({
     type: PeerMetadata,
     description: "A known peer's metadata from the DHT. `fresh` bypasses the cache.",
-    args: { peerId: t.arg.id({ required: true }), fresh: t.arg.boolean({ required: false }) },
+    args: { peerId: t.arg({ type: 'PeerId', required: true }), fresh: t.arg.boolean({ required: false }) },
     resolve: async (_root, args, ctx) => {
-      const peerId = peerIdArgument(args.peerId);
+      const { peerId } = args;
       const publicKey = peerId === ctx.node.peerId ? ctx.node.identity.publicKey : ctx.node.knownPeers.repository.get(peerId)?.publicKey;
       if (!publicKey) throw new PeerNotKnownError(peerId);
       const fetched = await ctx.node.metadataFetcher.fetch(publicKey, { fresh: args.fresh ?? false });

@@ -1,3 +1,4 @@
+import type { Reachability as ReachabilityValue } from '../../node/base/node-type.ts';
 import type { BusEvent } from '../../node/events/bus.ts';
 import type { NodeEventMap } from '../../node/events/types.ts';
 import type { HolePunchResult, HolePunchStats } from '../../node/holepunch/hole-puncher.ts';
@@ -14,7 +15,7 @@ const Reachability = builder.enumType('Reachability', {
     UNKNOWN: { description: 'Not decided yet (too few peers answered).' },
     PUBLIC: { description: 'Peers dialled us back from fresh sockets.' },
     PRIVATE: { description: 'Behind NAT or a firewall: reached through a relay.' },
-  } as const,
+  } as const satisfies Record<ReachabilityValue, { description: string }>,
 });
 
 const NatType = builder.enumType('NatType', {
@@ -66,7 +67,7 @@ const NatInfo = builder.objectRef<RemoteNode>('NatInfo').implement({
 const RelayInfo = builder.objectRef<RelaySession>('RelayInfo').implement({
   description: "This NAT node's session with its relay.",
   fields: (t) => ({
-    peerId: t.id({ resolve: (s) => s.relayPeerId }),
+    peerId: t.field({ type: 'PeerId', resolve: (s) => s.relayPeerId }),
     sessionId: t.string({ resolve: (s) => s.sessionId }),
     address: t.string({ description: "The relay's address, as published in our metadata.", resolve: (s) => s.relayAddress }),
     since: t.field({ type: 'DateTime', resolve: (s) => s.since }),
@@ -99,7 +100,7 @@ const RelaySessionRef = builder.objectRef<RelaySessionInfo>('RelaySession').impl
   description: 'A NAT client served by this relay.',
   fields: (t) => ({
     sessionId: t.string({ resolve: (s) => s.sessionId }),
-    peerId: t.id({ resolve: (s) => s.peerId }),
+    peerId: t.field({ type: 'PeerId', resolve: (s) => s.peerId }),
     since: t.field({ type: 'DateTime', resolve: (s) => s.since }),
     lastKeepalive: t.field({ type: 'DateTime', resolve: (s) => s.lastKeepalive }),
     bytesIn: t.float({ description: 'Bytes received from the client (circuits included).', resolve: (s) => s.bytesIn }),
@@ -133,7 +134,7 @@ builder.queryField('holePunchStats', (t) =>
 
 const HolePunchResultRef = builder.objectRef<HolePunchResult>('HolePunchResult').implement({
   fields: (t) => ({
-    peerId: t.id({ resolve: (r) => r.peerId }),
+    peerId: t.field({ type: 'PeerId', resolve: (r) => r.peerId }),
     direct: t.boolean({ description: 'The connection to the peer is now direct.', resolve: (r) => r.direct }),
     durationMs: t.int({ resolve: (r) => r.durationMs }),
     attempt: t.int({ description: 'Attempts for this peer so far (0: it was direct already).', resolve: (r) => r.attempt }),
@@ -146,7 +147,7 @@ builder.mutationField('holePunch', (t) =>
     description:
       'Tries to replace the relayed connection to a peer with a direct one (relay-coordinated hole punch). ' +
       'Errors: NOT_CONNECTED, HOLE_PUNCH_FAILED (the relayed connection stays).',
-    args: { peerId: t.arg.id({ required: true }) },
+    args: { peerId: t.arg({ type: 'PeerId', required: true }) },
     resolve: (_root, args, ctx) => ctx.node.holePuncher.punch(otherPeerIdArgument(args.peerId, ctx.node.peerId)),
   }),
 );
@@ -155,7 +156,7 @@ builder.mutationField('selectRelay', (t) =>
   t.field({
     type: RelayInfo,
     description: 'On a private node: moves the relay session to this known relay. Error: RELAY_UNAVAILABLE.',
-    args: { peerId: t.arg.id({ required: true }) },
+    args: { peerId: t.arg({ type: 'PeerId', required: true }) },
     resolve: (_root, args, ctx) => ctx.node.relayClient.select(otherPeerIdArgument(args.peerId, ctx.node.peerId)),
   }),
 );
@@ -167,7 +168,7 @@ const RelaySessionChange = builder.objectRef<RelayEvent>('RelaySessionChange').i
     change: t.string({ description: 'registered, expired or closed.', resolve: (e) => e.type.slice('relay.session.'.length) }),
     role: t.string({ description: 'server or client.', resolve: (e) => e.payload.role }),
     sessionId: t.string({ resolve: (e) => e.payload.sessionId }),
-    peerId: t.id({ resolve: (e) => e.payload.peerId }),
+    peerId: t.field({ type: 'PeerId', resolve: (e) => e.payload.peerId }),
     reason: t.string({ nullable: true, resolve: (e) => ('reason' in e.payload ? e.payload.reason : null) }),
     at: t.field({ type: 'DateTime', resolve: (e) => e.at }),
   }),

@@ -1,3 +1,4 @@
+import type { NodeType as NodeTypeValue } from '../../node/base/node-type.ts';
 import type { RemoteNode } from '../../node/node.ts';
 import { builder } from '../builder.ts';
 
@@ -6,13 +7,13 @@ export const NodeType = builder.enumType('NodeType', {
   values: {
     PUBLIC: { value: 'public', description: 'Reachable directly.' },
     PRIVATE: { value: 'private', description: 'Behind NAT; reached through a relay.' },
-  } as const,
+  } as const satisfies Record<Uppercase<NodeTypeValue>, { value: NodeTypeValue; description: string }>,
 });
 
 export const NodeInfo = builder.objectRef<RemoteNode>('NodeInfo').implement({
   description: 'This node.',
   fields: (t) => ({
-    peerId: t.id({ description: 'hex(SHA1(publicKey)), 40 hex characters.', resolve: (n) => n.peerId }),
+    peerId: t.field({ type: 'PeerId', description: 'hex(SHA1(publicKey)), 40 hex characters.', resolve: (n) => n.peerId }),
     publicKey: t.string({
       description: 'Ed25519 public key, 64 hex characters.',
       resolve: (n) => Buffer.from(n.identity.publicKey).toString('hex'),

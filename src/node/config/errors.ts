@@ -1,4 +1,4 @@
-import { RemoteNetworkError } from '../errors.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 
 /** One or more settings are unknown or malformed; each problem names its source, section and key. */
 export class ConfigError extends RemoteNetworkError {

@@ -1,5 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { type HostPort, parseHostPort } from '../base/address.ts';
+import { NODE_TYPE_SETTINGS } from '../base/node-type.ts';
 import { type IpPrefix, parseIpPrefix } from '../util/ip-prefix.ts';
 
 /**
@@ -19,11 +21,6 @@ interface Setting<T> {
 
 function setting<T>(schema: z.ZodType<T, string>, def: string, form: string, doc: string): Setting<T> {
   return { schema, default: def, form, doc };
-}
-
-export interface HostPort {
-  readonly host: string;
-  readonly port: number;
 }
 
 const integer = (min: number, max: number) => z.string().trim().regex(/^\d+$/).transform(Number).pipe(z.number().int().min(min).max(max));
@@ -48,19 +45,6 @@ const apiHost = z
   .string()
   .trim()
   .refine((v) => v === 'localhost' || isIP(v) !== 0);
-
-const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-
-/** Parses `host:port` (IPv6 as `[addr]:port`); the port must be 1..65535. */
-export function parseHostPort(text: string): HostPort | undefined {
-  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(text.trim());
-  if (!match) return undefined;
-  const host = match[1] ?? match[2] ?? '';
-  const portNumber = Number(match[3]);
-  if (portNumber < 1 || portNumber > 65535) return undefined;
-  if (match[1] !== undefined ? isIP(host) !== 6 : isIP(host) === 0 && !HOSTNAME.test(host)) return undefined;
-  return { host, port: portNumber };
-}
 
 /** Marks an issue whose message adds to the setting's expected form (shown to the operator). */
 export const DETAIL = { detail: true } as const;
@@ -113,8 +97,6 @@ const prefixList = z.string().transform((text, ctx) => {
   return prefixes;
 });
 
-export const NODE_TYPES = ['auto', 'public', 'private'] as const;
-export type NodeTypeSetting = (typeof NODE_TYPES)[number];
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** The public mainline routers: used only when no bootstrap list is configured (never in tests). */
@@ -124,7 +106,7 @@ export const CONFIG_SPEC = {
   node: {
     data_dir: setting(z.string().trim().min(1), './data', 'a directory path', 'Where the SQLite file and keys/ live.'),
     node_type: setting(
-      z.enum(NODE_TYPES),
+      z.enum(NODE_TYPE_SETTINGS),
       'auto',
       'one of auto, public, private',
       'auto detects reachability; public or private forces it.',

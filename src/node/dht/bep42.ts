@@ -1,3 +1,4 @@
+import type { NodeType } from '../base/node-type.ts';
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { crc32c } from '@aws-crypto/crc32c';
@@ -60,6 +61,6 @@ export function isValidBep42NodeId(nodeId: Uint8Array, ip: string): boolean {
  * Our own DHT node id: BEP 42 when we are public and know the address others see (a specific
  * listen address), random otherwise, as the seed prescribes for nodes behind NAT.
  */
-export function chooseNodeId(nodeType: 'public' | 'private', externalIp: string | null): Buffer {
+export function chooseNodeId(nodeType: NodeType, externalIp: string | null): Buffer {
   return nodeType === 'public' && externalIp !== null && isIP(externalIp) === 4 ? bep42NodeId(externalIp) : randomBytes(20);
 }

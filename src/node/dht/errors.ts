@@ -1,4 +1,4 @@
-import { RemoteNetworkError } from '../errors.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 
 export class DhtNotRunningError extends RemoteNetworkError {
   readonly code = 'DHT_NOT_RUNNING';

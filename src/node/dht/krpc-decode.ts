@@ -1,4 +1,4 @@
-import { RemoteNetworkError } from '../errors.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 
 /** A bencoded value as KRPC sees it: byte strings stay bytes (keys of dicts are strings). */
 export type BencodeValue = Buffer | number | BencodeValue[] | BencodeDict;

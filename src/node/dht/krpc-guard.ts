@@ -1,5 +1,5 @@
 import { type RemoteInfo, type Socket, createSocket } from 'node:dgram';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import { type BencodeValue, decodeKrpc } from './krpc-decode.ts';
 import { type KrpcDropReason, checkKrpc } from './krpc-schemas.ts';
 

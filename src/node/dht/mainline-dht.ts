@@ -1,9 +1,9 @@
 import bencode from 'bencode';
 import DHT, { type DhtContact, type GetResponse } from 'bittorrent-dht';
-import type { HostPort } from '../config/schema.ts';
-import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../identity/peer-id.ts';
+import type { HostPort } from '../base/address.ts';
+import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../base/peer-id.ts';
 import { verifySignature } from '../identity/signatures.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import { isValidBep42NodeId } from './bep42.ts';
 import { mutableTarget, signableBuffer, valueLengthOfSignable } from './bep44.ts';
 import { BEP44_SEQ_TOO_LOW, DHT_OPERATION_TIMEOUT_MS, DHT_QUERY_TIMEOUT_MS, K, MAX_BEP44_VALUE_BYTES } from './constants.ts';

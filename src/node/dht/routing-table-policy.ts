@@ -1,6 +1,6 @@
 import type DHT from 'bittorrent-dht';
 import type { DhtContact } from 'bittorrent-dht';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import { setBounded } from '../util/bounded-map.ts';
 import { isBep42Exempt } from './bep42.ts';
 import type { KrpcGuard } from './krpc-guard.ts';

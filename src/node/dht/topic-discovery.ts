@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import type { HostPort } from '../config/schema.ts';
+import type { HostPort } from '../base/address.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import { setBounded } from '../util/bounded-map.ts';
 import { ANNOUNCE_INTERVAL_MS, MAX_TOPIC_PEERS } from './constants.ts';
 import type { MainlineDht } from './mainline-dht.ts';

@@ -1,9 +1,9 @@
 import type { KnownPeersRepository } from '../../db/known-peers.ts';
-import { type HostPort, parseHostPort } from '../config/schema.ts';
+import { type HostPort, parseHostPort } from '../base/address.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import type { MetadataFetcher } from '../metadata/metadata-fetcher.ts';
 import { PeerNotDialableError } from '../peers/errors.ts';
 import { DialTimeoutError } from '../quic/errors.ts';

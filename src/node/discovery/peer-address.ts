@@ -1,5 +1,5 @@
 import type { KnownPeersRepository } from '../../db/known-peers.ts';
-import { type HostPort, parseHostPort } from '../config/schema.ts';
+import { type HostPort, parseHostPort } from '../base/address.ts';
 import type { MetadataFetcher } from '../metadata/metadata-fetcher.ts';
 import { MetadataNotFoundError } from '../metadata/peer-metadata.ts';
 import { PeerNotDialableError, PeerNotKnownError } from '../peers/errors.ts';

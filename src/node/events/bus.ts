@@ -1,4 +1,4 @@
-import { RemoteNetworkError } from '../errors.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 
 /** One published event: its type, payload, time and a per-bus sequence number (gaps are visible). */
 export interface BusEvent<M, K extends keyof M = keyof M> {

@@ -1,3 +1,6 @@
+import type { KnownPeerSource } from '../../db/known-peers.ts';
+import type { ConnectionState } from '../base/connection-state.ts';
+import type { DecidedReachability, Reachability } from '../base/node-type.ts';
 import type { LimitReason } from '../quic/refusal.ts';
 
 /**
@@ -5,8 +8,6 @@ import type { LimitReason } from '../quic/refusal.ts';
  * can stream them unchanged. Events declared here before anything emits them (jobs, workflows,
  * docker, relay, hole punching) fix the names and shapes that later components must use.
  */
-export type ConnectionState = 'CONNECTING' | 'CONNECTED' | 'IDLE' | 'STALE' | 'CLOSED';
-export type KnownPeerSource = 'identity_exchange' | 'peer_exchange';
 export type RelayRole = 'server' | 'client';
 export type JobStatus = 'PENDING' | 'RUNNING' | 'COMPLETED' | 'FAILED' | 'CANCELLED';
 
@@ -69,8 +70,8 @@ export interface NodeEventMap {
   'holepunch.started': { peerId: string; attempt: number };
   /** Reachability detection concluded (or changed its mind). */
   'nat.reachability.changed': {
-    reachability: 'PUBLIC' | 'PRIVATE';
-    previous: 'UNKNOWN' | 'PUBLIC' | 'PRIVATE';
+    reachability: DecidedReachability;
+    previous: Reachability;
     /** PROVISIONAL (one peer, or one network) or CONFIRMED (two distinct peers and networks). */
     confidence: 'NONE' | 'PROVISIONAL' | 'CONFIRMED' | 'CONFIGURED';
     natType: string;

@@ -1,7 +1,9 @@
+import type { NodeType } from '../base/node-type.ts';
+import { formatAddress } from '../base/address.ts';
 import type { KnownPeerInput } from '../../db/known-peers.ts';
-import { RemoteNetworkError } from '../errors.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 import type { NodeIdentity } from '../identity/key-store.ts';
-import { peerIdFromPublicKey } from '../identity/peer-id.ts';
+import { peerIdFromPublicKey } from '../base/peer-id.ts';
 import type { KnownPeersService } from '../peers/known-peers-service.ts';
 import type { PeerConnection } from '../quic/types.ts';
 import { TokenBuckets } from '../util/token-buckets.ts';
@@ -43,7 +45,7 @@ export interface ExchangeResult {
 export interface LocalIdentity {
   readonly identity: NodeIdentity;
   dhtNodeId(): string;
-  nodeType(): 'public' | 'private';
+  nodeType(): NodeType;
   isRelay(): boolean;
   topic(): string;
   dhtPort(): number;
@@ -225,8 +227,4 @@ export class IdentityExchanger {
       peersNotStored: result.notStored,
     };
   }
-}
-
-export function formatAddress(address: { host: string; port: number }): string {
-  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
 }

@@ -1,6 +1,6 @@
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import { storageFailureCode, storageFailureDetail } from '../storage/storage-failure.ts';
 import type { HealthPart } from './health-status.ts';
 

@@ -1,10 +1,10 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { type HostPort, parseHostPort } from '../config/schema.ts';
-import { RemoteNetworkError } from '../errors.ts';
+import { type HostPort, parseHostPort } from '../base/address.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import { NotConnectedError, type ConnectionManager } from '../lifecycle/connection-manager.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import type { PeerConnection } from '../quic/types.ts';
 import { setBounded } from '../util/bounded-map.ts';
 import { MessageChannel, parse } from '../wire/channel.ts';

@@ -1,4 +1,4 @@
-import { RemoteNetworkError } from '../errors.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 
 /** The key file exists but cannot be used; the node refuses to start rather than replace it. */
 export class KeyFileError extends RemoteNetworkError {

@@ -2,7 +2,7 @@ import { type KeyObject, createPrivateKey, createPublicKey, generateKeyPairSync 
 import { chmodSync, linkSync, mkdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KeyFileError } from './errors.ts';
-import { PUBLIC_KEY_BYTES, peerIdFromPublicKey } from './peer-id.ts';
+import { PUBLIC_KEY_BYTES, peerIdFromPublicKey } from '../base/peer-id.ts';
 import { signMessage } from './signatures.ts';
 
 export const KEYS_DIR = 'keys';

@@ -1,6 +1,6 @@
 import { type KeyObject, createPublicKey, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto';
 import { setBounded } from '../util/bounded-map.ts';
-import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from './peer-id.ts';
+import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../base/peer-id.ts';
 
 /**
  * The one place where Ed25519 signatures are made and checked. It uses node:crypto (OpenSSL):

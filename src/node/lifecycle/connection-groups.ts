@@ -1,4 +1,4 @@
-import { parseHostPort } from '../config/schema.ts';
+import { parseHostPort } from '../base/address.ts';
 import { ipFamily, networkOf } from '../util/ip-prefix.ts';
 
 /**

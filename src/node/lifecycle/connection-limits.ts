@@ -1,6 +1,6 @@
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import type { LimitReason } from '../quic/refusal.ts';
 import type { InboundAdmission } from '../quic/types.ts';
 import { setBounded } from '../util/bounded-map.ts';

@@ -1,10 +1,11 @@
-import type { HostPort } from '../config/schema.ts';
-import { RemoteNetworkError } from '../errors.ts';
+import { type HostPort, formatAddress } from '../base/address.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 import type { EventBus } from '../events/bus.ts';
-import type { ConnectionState, NodeEventMap } from '../events/types.ts';
-import { type ExchangeResult, type IdentityExchanger, formatAddress } from '../exchange/identity-exchange.ts';
+import type { NodeEventMap } from '../events/types.ts';
+import type { ConnectionState } from '../base/connection-state.ts';
+import type { ExchangeResult, IdentityExchanger } from '../exchange/identity-exchange.ts';
 import type { StorageWriteReporter } from '../health/storage-health.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import { settleWithin } from '../util/time-bounds.ts';
 import { PeerConnectionLimitError } from '../quic/errors.ts';
 import { type LimitReason, refusalPhrase } from '../quic/refusal.ts';

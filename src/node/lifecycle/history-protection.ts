@@ -1,7 +1,6 @@
-import type { HostPort } from '../config/schema.ts';
+import { type HostPort, formatAddress } from '../base/address.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
-import { formatAddress } from '../exchange/identity-exchange.ts';
 import { PROTECTION_TAGS } from './connection-pruner.ts';
 
 /** The part of the connection manager this component sets tags on. */

@@ -1,8 +1,8 @@
 import type { MainlineDht, MutableItem } from '../dht/mainline-dht.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
-import { peerIdFromPublicKey } from '../identity/peer-id.ts';
-import type { Logger } from '../logger.ts';
+import { peerIdFromPublicKey } from '../base/peer-id.ts';
+import type { Logger } from '../base/logger.ts';
 import { setBounded } from '../util/bounded-map.ts';
 import { MetadataInvalidError, type PeerMetadata, decodeMetadata } from './peer-metadata.ts';
 

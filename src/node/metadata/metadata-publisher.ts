@@ -4,7 +4,7 @@ import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import type { StorageWriteReporter } from '../health/storage-health.ts';
 import type { NodeIdentity } from '../identity/key-store.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import { storageFailureCode } from '../storage/storage-failure.ts';
 import { METADATA_VERSION, type PeerMetadata, encodeMetadataChecked, sameContent } from './peer-metadata.ts';
 

@@ -1,8 +1,10 @@
+import { NODE_TYPES, type NodeType } from '../base/node-type.ts';
+import { isPeerId } from '../base/peer-id.ts';
 import { isIP } from 'node:net';
 import bencode from 'bencode';
 import { z } from 'zod';
 import { MAX_BEP44_VALUE_BYTES } from '../dht/constants.ts';
-import { RemoteNetworkError } from '../errors.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 
 /** Version of the metadata layout below; readers accept higher versions (unknown keys ignored). */
 export const METADATA_VERSION = 1;
@@ -16,7 +18,7 @@ export interface PeerMetadata {
   readonly privateIp: string | null;
   readonly publicPort: number | null;
   readonly privatePort: number | null;
-  readonly nodeType: 'public' | 'private';
+  readonly nodeType: NodeType;
   readonly isRelay: boolean;
   readonly usingRelay: boolean;
   readonly connectedRelay: string | null;
@@ -88,8 +90,8 @@ const ip = bytesText(45).refine((v) => isIP(v) !== 0, 'not an IP address');
 const list = z.array(bytesText(MAX_LIST_ITEM_CHARS)).max(MAX_LIST_ITEMS);
 
 const wireSchema = z.object({
-  peer_id: bytesText(40).refine((v) => /^[0-9a-f]{40}$/.test(v), 'not a peer id'),
-  node_type: bytesText(16).pipe(z.enum(['public', 'private'])),
+  peer_id: bytesText(40).refine(isPeerId, 'not a peer id'),
+  node_type: bytesText(16).pipe(z.enum(NODE_TYPES)),
   is_relay: flag,
   using_relay: flag,
   protocols: list,
@@ -100,7 +102,7 @@ const wireSchema = z.object({
   private_ip: ip.optional(),
   public_port: port.optional(),
   private_port: port.optional(),
-  connected_relay: bytesText(40).optional(),
+  connected_relay: bytesText(40).refine(isPeerId, 'not a peer id').optional(),
   relay_session_id: bytesText(128).optional(),
   relay_address: bytesText(64).optional(),
 });

@@ -1,5 +1,5 @@
 import { networkInterfaces } from 'node:os';
-import { parseHostPort } from '../config/schema.ts';
+import { type HostPort, parseHostPort } from '../base/address.ts';
 import { setBounded } from '../util/bounded-map.ts';
 
 /** How the NAT in front of us maps our socket, as the addresses peers observe reveal it. */
@@ -44,7 +44,7 @@ export class ObservedAddresses {
   }
 
   /** The address most peers see, if any peer reported one. */
-  get primary(): { host: string; port: number } | null {
+  get primary(): HostPort | null {
     const first = this.addresses()[0];
     return first ? (parseHostPort(first) ?? null) : null;
   }

@@ -1,9 +1,9 @@
-import type { HostPort, NodeTypeSetting } from '../config/schema.ts';
-import { parseHostPort } from '../config/schema.ts';
+import type { DecidedReachability, NodeTypeSetting } from '../base/node-type.ts';
+import { type HostPort, parseHostPort } from '../base/address.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import type { MetadataPublisher } from '../metadata/metadata-publisher.ts';
 import type { RelayClient } from '../relay/relay-client.ts';
 import type { ReachabilityService } from './reachability.ts';
@@ -76,7 +76,7 @@ export class ReachabilityPolicy {
     for (const off of this.offs.splice(0)) off();
   }
 
-  private async verdictChanged(verdict: 'PUBLIC' | 'PRIVATE', previous: string): Promise<void> {
+  private async verdictChanged(verdict: DecidedReachability, previous: string): Promise<void> {
     const { publisher, relayClient } = this.options;
     try {
       if (verdict === 'PUBLIC') {

@@ -1,19 +1,18 @@
 import { networkInterfaces } from 'node:os';
-import type { NodeTypeSetting } from '../config/schema.ts';
-import { RemoteNetworkError } from '../errors.ts';
+import type { DecidedReachability, NodeTypeSetting, Reachability } from '../base/node-type.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
-import { formatAddress } from '../exchange/identity-exchange.ts';
+import { type HostPort, formatAddress } from '../base/address.ts';
 import { connectionGroup } from '../lifecycle/connection-groups.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import type { PeerConnection } from '../quic/types.ts';
 import { setBounded } from '../util/bounded-map.ts';
 import { MessageChannel, parse } from '../wire/channel.ts';
 import { dialbackRequestMessage, dialbackResultMessage } from '../wire/messages.ts';
 import { type NatType, ObservedAddresses } from './observed-addresses.ts';
 
-export type Reachability = 'UNKNOWN' | 'PUBLIC' | 'PRIVATE';
 /**
  * How sure the verdict is: NONE (no verdict), PROVISIONAL (one peer's word, or peers of one
  * network only when others were available), CONFIRMED (two distinct peers, from distinct networks
@@ -49,7 +48,7 @@ export class DialbackRateLimitedError extends RemoteNetworkError {
 export interface ReachabilityOptions {
   readonly mode: NodeTypeSetting;
   readonly connections: ConnectionManager;
-  readonly probe: (address: { host: string; port: number }, peerId: string, timeoutMs: number) => Promise<boolean>;
+  readonly probe: (address: HostPort, peerId: string, timeoutMs: number) => Promise<boolean>;
   readonly bus: EventBus<NodeEventMap>;
   readonly logger: Logger;
   readonly quicPort: () => number;
@@ -293,7 +292,7 @@ export class ReachabilityService {
     this.confidenceLevel = confidence;
     this.log.info({ reachability: verdict, previous, confidence, natType: this.natType, reason }, 'reachability decided');
     this.options.bus.emit('nat.reachability.changed', {
-      reachability: verdict as 'PUBLIC' | 'PRIVATE',
+      reachability: verdict as DecidedReachability,
       previous,
       confidence,
       natType: this.natType,

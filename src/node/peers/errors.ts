@@ -1,4 +1,4 @@
-import { RemoteNetworkError } from '../errors.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 
 export class PeerNotKnownError extends RemoteNetworkError {
   readonly code = 'PEER_NOT_FOUND';

@@ -1,6 +1,6 @@
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import type { MetadataFetcher } from '../metadata/metadata-fetcher.ts';
 import { setBounded } from '../util/bounded-map.ts';
 import type { KnownPeersService } from './known-peers-service.ts';

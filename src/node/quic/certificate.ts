@@ -4,7 +4,7 @@ import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { X509Certificate, createPublicKey, randomBytes, webcrypto } from 'node:crypto';
 import type { NodeIdentity } from '../identity/key-store.ts';
-import { PUBLIC_KEY_BYTES } from '../identity/peer-id.ts';
+import { PUBLIC_KEY_BYTES } from '../base/peer-id.ts';
 import { CERT_BACKDATE_MS, CERT_RENEW_BEFORE_MS, CERT_VALIDITY_MS } from './constants.ts';
 import { CertificateKeyError } from './errors.ts';
 

@@ -1,4 +1,4 @@
-import { RemoteNetworkError } from '../errors.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 import type { LimitReason } from './refusal.ts';
 
 /** The remote proved (by TLS) a different peer id than the one the dialer expected. */

@@ -1,6 +1,6 @@
 import { type QUICConnection, type QUICConnectionId, QUICServer, type QUICSocket, type RemoteInfo, native } from '@matrixai/quic';
 import type { Header } from '@matrixai/quic/native/types.js';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import { setBounded } from '../util/bounded-map.ts';
 import { QUIC_VERSION_1, initialClosePacket } from './initial-close.ts';
 import { type LimitReason, TRANSPORT_CONNECTION_REFUSED, refusalPhrase } from './refusal.ts';

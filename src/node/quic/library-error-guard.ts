@@ -1,6 +1,6 @@
 import { errors as quicErrors } from '@matrixai/quic';
-import type { Logger } from '../logger.ts';
-import { absorbUncaught, installProcessGuard } from '../process-guard.ts';
+import type { Logger } from '../base/logger.ts';
+import { absorbUncaught, installProcessGuard } from '../base/process-guard.ts';
 
 /**
  * @matrixai/quic throws an error event that has no listener as an uncaught exception. A peer's

@@ -1,5 +1,5 @@
 import type { QUICSocket } from '@matrixai/quic';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 
 /** The logger type the QUIC library's constructors take (@matrixai/logger, not a dependency of ours). */
 export type QuicLibraryLogger = NonNullable<ConstructorParameters<typeof QUICSocket>[0]['logger']>;

@@ -1,5 +1,5 @@
 import { native, type TLSVerifyCallback } from '@matrixai/quic';
-import { peerIdFromPublicKey } from '../identity/peer-id.ts';
+import { peerIdFromPublicKey } from '../base/peer-id.ts';
 import { parseCertificate, publicKeyFromCertificate } from './certificate.ts';
 import { CertificateKeyError } from './errors.ts';
 import { setBounded } from '../util/bounded-map.ts';

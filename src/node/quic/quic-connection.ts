@@ -1,6 +1,6 @@
 import { type QUICConnection, type QUICStream, errors as quicErrors, events as quicEvents } from '@matrixai/quic';
-import type { HostPort } from '../config/schema.ts';
-import type { Logger } from '../logger.ts';
+import type { HostPort } from '../base/address.ts';
+import type { Logger } from '../base/logger.ts';
 import { MAX_CLOSE_REASON_BYTES, MAX_PENDING_INBOUND_STREAMS, RTT_CACHE_MS } from './constants.ts';
 import { ConnectionClosedError, StreamOpenError } from './errors.ts';
 import type { ProvenPeer } from './peer-certificate.ts';

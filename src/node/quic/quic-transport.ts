@@ -8,9 +8,9 @@ import {
   errors as quicErrors,
   events as quicEvents,
 } from '@matrixai/quic';
-import type { HostPort } from '../config/schema.ts';
+import type { HostPort } from '../base/address.ts';
 import type { NodeIdentity } from '../identity/key-store.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import { settleWithin } from '../util/time-bounds.ts';
 import { installQuicErrorGuard } from './library-error-guard.ts';
 import { type NodeCertificate, certificateNeedsRenewal, createNodeCertificate } from './certificate.ts';
@@ -45,7 +45,7 @@ import { quicLibraryPatched } from './library-patch.ts';
 import { type ProvenPeer, createVerifyCallback, peerFromCertificates } from './peer-certificate.ts';
 import { QuicPeerConnection } from './quic-connection.ts';
 import { LIMIT_APP_CLOSE_CODE, refusalPhrase, remoteLimitRefusal } from './refusal.ts';
-import type { DialOptions, InboundAdmission, PeerConnection, Transport } from './types.ts';
+import type { DialOptions, Direction, InboundAdmission, PeerConnection, Transport } from './types.ts';
 
 export const CLOSE_REASON_TRANSPORT_STOPPED = 'transport stopped';
 export const CLOSE_REASON_TOO_MANY_CONNECTIONS = refusalPhrase('capacity');
@@ -379,7 +379,7 @@ export class QuicTransport implements Transport {
   private track(
     connection: QUICConnection,
     peer: ProvenPeer,
-    direction: 'inbound' | 'outbound',
+    direction: Direction,
     stop: (reason: Uint8Array, errorCode?: number) => Promise<void>,
   ): QuicPeerConnection {
     const adapter = new QuicPeerConnection({ connection, peer, direction, logger: this.log, stop });

@@ -1,4 +1,4 @@
-import type { HostPort } from '../config/schema.ts';
+import type { HostPort } from '../base/address.ts';
 import type { LimitReason } from './refusal.ts';
 
 /**

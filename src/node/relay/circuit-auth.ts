@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { RemoteNetworkError } from '../errors.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 import type { NodeIdentity } from '../identity/key-store.ts';
-import { peerIdFromPublicKey } from '../identity/peer-id.ts';
+import { peerIdFromPublicKey } from '../base/peer-id.ts';
 import { verifySignature } from '../identity/signatures.ts';
 import type { MessageChannel } from '../wire/channel.ts';
 import { circuitFinishMessage, circuitHelloMessage, circuitProofMessage } from '../wire/messages.ts';

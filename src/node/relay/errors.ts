@@ -1,4 +1,4 @@
-import { RemoteNetworkError } from '../errors.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 
 /** Why a relay refused (sent to the peer as the error frame's code). */
 export type RelayRefusalCode =

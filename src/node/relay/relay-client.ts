@@ -1,9 +1,9 @@
 import type { KnownPeersRepository } from '../../db/known-peers.ts';
-import { RemoteNetworkError } from '../errors.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import type { ConnectionInfo, ConnectionManager } from '../lifecycle/connection-manager.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import { settleWithin, withDeadline } from '../util/time-bounds.ts';
 import { MessageChannel } from '../wire/channel.ts';
 import { RemoteRefusedError } from '../wire/errors.ts';
@@ -11,7 +11,7 @@ import { READ_TIMEOUT_MS } from '../wire/constants.ts';
 import { relayKeepaliveAckMessage, relayRegisteredMessage } from '../wire/messages.ts';
 import { CircuitClosedError, NoRelayAvailableError } from './errors.ts';
 import { MISSED_KEEPALIVES, UNKNOWN_ADDRESS } from './relay-server.ts';
-import { formatAddress } from '../exchange/identity-exchange.ts';
+import { formatAddress } from '../base/address.ts';
 
 /** Relays tried at once when choosing one (the lowest RTT wins). */
 const CANDIDATES_PER_SELECTION = 5;

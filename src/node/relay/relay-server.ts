@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import type { PeerConnection } from '../quic/types.ts';
 import { splice } from '../util/stream-splice.ts';
 import { MessageChannel, parse } from '../wire/channel.ts';

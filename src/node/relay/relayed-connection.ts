@@ -1,5 +1,5 @@
-import type { HostPort } from '../config/schema.ts';
-import type { Logger } from '../logger.ts';
+import type { HostPort } from '../base/address.ts';
+import type { Logger } from '../base/logger.ts';
 import type { Direction, PeerConnection, PeerStream } from '../quic/types.ts';
 import { MAX_PENDING_INBOUND_STREAMS } from '../quic/constants.ts';
 import { ConnectionClosedError } from '../quic/errors.ts';

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { type HostPort, parseHostPort } from '../config/schema.ts';
-import { formatAddress } from '../exchange/identity-exchange.ts';
+import { type HostPort, parseHostPort, formatAddress } from '../base/address.ts';
 import type { NodeIdentity } from '../identity/key-store.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../base/logger.ts';
 import type { PeerConnection } from '../quic/types.ts';
 import { observeEnd } from '../util/stream-splice.ts';
 import { MessageChannel, parse } from '../wire/channel.ts';

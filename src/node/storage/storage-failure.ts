@@ -1,4 +1,4 @@
-import { RemoteNetworkError } from '../errors.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 
 /**
  * Primary SQLite result codes that mean the disk or the file let us down (full, read-only,

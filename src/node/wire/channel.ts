@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { RemoteNetworkError } from '../errors.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 import type { PeerStream } from '../quic/types.ts';
 import { READ_TIMEOUT_MS } from './constants.ts';
 import { MalformedMessageError, ProtocolError, RemoteRefusedError, StreamEndedError, UnexpectedMessageError } from './errors.ts';

@@ -1,4 +1,4 @@
-import { RemoteNetworkError } from '../errors.ts';
+import { RemoteNetworkError } from '../base/errors.ts';
 
 /** A peer broke the wire protocol; the stream is reset with this code. */
 export abstract class ProtocolError extends RemoteNetworkError {}

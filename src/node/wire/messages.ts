@@ -1,5 +1,6 @@
+import { NODE_TYPES } from '../base/node-type.ts';
 import { z } from 'zod';
-import { parseHostPort } from '../config/schema.ts';
+import { parseHostPort } from '../base/address.ts';
 
 /**
  * Every message on every stream, declared once for both sides: a JSON object with a `type`.
@@ -21,7 +22,7 @@ export const identityMessage = z.object({
   peer_id: peerIdSchema,
   dht_node_id: hex(20),
   public_key: hex(32),
-  node_type: z.enum(['public', 'private']),
+  node_type: z.enum(NODE_TYPES),
   is_relay: z.boolean(),
   topic: z.string().min(1).max(100),
   /** UDP port of the sender's DHT node (added to the receiver's routing table). */

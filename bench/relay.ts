@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
 import type { RemoteNode } from '../src/node/node.ts';
 import { encodeFrame } from '../src/node/wire/framing.ts';
 import { startBenchNode as startNode } from './bench-node.ts';
@@ -43,7 +44,7 @@ async function disconnectBoth(a: RemoteNode, b: RemoteNode): Promise<void> {
 
 /** A sink protocol for the measurement: reads everything, then answers with the byte count. */
 function installSink(node: RemoteNode): void {
-  node.connections.handle('bench_sink', async (_connection, channel) => {
+  node.protocols.handle(z.object({ type: z.literal('bench_sink') }), async (_sink, _connection, channel) => {
     const raw = channel.detach();
     const reader = raw.readable.getReader();
     let bytes = 0;

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { z } from 'zod';
 import type { PeerStream } from '../src/node/quic/types.ts';
 import { FRAME_HEADER_BYTES, MAX_FRAME_BYTES } from '../src/node/wire/constants.ts';
 import { FrameReader, encodeFrame } from '../src/node/wire/framing.ts';
@@ -18,6 +19,8 @@ export const THROUGHPUT_MIB = Number(process.env.RN_BENCH_THROUGHPUT_MIB ?? 8);
 const MIB = 1024 * 1024;
 /** Stream type of the benchmark's conversation (the first frame selects the handler). */
 const BULK = 'bench_bulk';
+/** The first message of a bulk stream: what follows and how much. */
+const bulkMessage = z.object({ type: z.literal(BULK), mode: z.string(), bytes: z.number() });
 /** A raw write is as large as a frame's payload, so both modes hand the library the same amount per call. */
 const CHUNK_BYTES = MAX_FRAME_BYTES;
 const WARM_UP_BYTES = 1 * MIB;
@@ -87,9 +90,9 @@ export async function withBulkPair<T>(fn: (transfer: (mode: Mode, bytes: number)
   const a = await startBenchNode(join(root, 'a'));
   const b = await startBenchNode(join(root, 'b'));
   try {
-    b.connections.handle(BULK, async (_connection, channel, first) => {
+    b.protocols.handle(bulkMessage, async (first, _connection, channel) => {
       const mode = first.mode === 'framed' ? 'framed' : 'raw';
-      await receive(channel.detach(), mode, Number(first.bytes));
+      await receive(channel.detach(), mode, first.bytes);
     });
     await a.connections.connect({ host: '127.0.0.1', port: b.quicPort }, b.peerId);
     const transfer = (mode: Mode, bytes: number) => a.connections.withPeerStream(b.peerId, (stream) => send(stream, mode, bytes));

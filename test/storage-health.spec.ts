@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import { z } from 'zod';
 import { EventBus } from '../src/node/events/bus.ts';
 import type { NodeEventMap } from '../src/node/events/types.ts';
 import { NodeHealth } from '../src/node/health/node-health.ts';
@@ -124,10 +125,10 @@ describe('stream handlers that fail on our side', () => {
     const a = await RemoteNode.start(testConfig(tempDir(t)), { logger });
     t.after(() => a.stop('test finished'));
     const b = await startTestNode(t);
-    a.connections.handle('test_store', () => {
+    a.protocols.handle(z.object({ type: z.literal('test_store') }), () => {
       throw new Database.SqliteError('database or disk is full', 'SQLITE_FULL');
     });
-    a.connections.handle('test_bug', () => {
+    a.protocols.handle(z.object({ type: z.literal('test_bug') }), () => {
       throw new TypeError('a bug of ours');
     });
     await b.connections.connect({ host: '127.0.0.1', port: a.quicPort }, a.peerId);

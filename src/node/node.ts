@@ -22,6 +22,7 @@ import { InboundLimiter } from './lifecycle/connection-limits.ts';
 import { type ConnectionInfo, ConnectionManager } from './lifecycle/connection-manager.ts';
 import { HistoryProtection } from './lifecycle/history-protection.ts';
 import { LimitCounters } from './lifecycle/limit-counters.ts';
+import { ProtocolRegistry } from './lifecycle/protocol-registry.ts';
 import { QuicTransport } from './quic/quic-transport.ts';
 import { EventBus } from './events/bus.ts';
 import type { NodeEventMap } from './events/types.ts';
@@ -69,6 +70,8 @@ export class RemoteNode {
   readonly transport: QuicTransport;
   readonly connectionLimits: InboundLimiter;
   readonly connections: ConnectionManager;
+  /** Inbound streams by their first message; each component registers its protocols at start. */
+  readonly protocols = new ProtocolRegistry();
   readonly discovery: DiscoveryService;
   readonly reachability: ReachabilityService;
   readonly relayServer: RelayServer;
@@ -186,6 +189,7 @@ export class RemoteNode {
     this.connections = new ConnectionManager({
       transport: this.transport,
       exchanger,
+      protocols: this.protocols,
       bus: this.bus,
       logger,
       idleTimeoutMs,
@@ -212,6 +216,7 @@ export class RemoteNode {
     this.reachability = new ReachabilityService({
       mode: config.node.node_type,
       connections: this.connections,
+      protocols: this.protocols,
       probe: (address, peerId, timeoutMs) => this.transport.probe(address, peerId, timeoutMs),
       bus: this.bus,
       logger,
@@ -222,6 +227,7 @@ export class RemoteNode {
     this.relayServer = new RelayServer({
       enabled: () => this.isRelay,
       connections: this.connections,
+      protocols: this.protocols,
       bus: this.bus,
       logger,
       limits: {
@@ -233,7 +239,7 @@ export class RemoteNode {
       keepaliveIntervalMs: config.relay.relay_keepalive_interval * 1000,
       ownAddress: () => this.publicAddress,
     });
-    this.relayedTransport = new RelayedTransport({ identity, connections: this.connections, logger });
+    this.relayedTransport = new RelayedTransport({ identity, connections: this.connections, protocols: this.protocols, logger });
     this.relayClient = new RelayClient({
       ownPeerId: identity.peerId,
       connections: this.connections,
@@ -244,6 +250,7 @@ export class RemoteNode {
     });
     this.holePuncher = new HolePuncher({
       connections: this.connections,
+      protocols: this.protocols,
       sendRaw: (data, address) => this.transport.sendRaw(data, address),
       bus: this.bus,
       logger,

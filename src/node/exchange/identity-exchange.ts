@@ -7,7 +7,7 @@ import { peerIdFromPublicKey } from '../base/peer-id.ts';
 import type { KnownPeersService } from '../peers/known-peers-service.ts';
 import type { PeerConnection } from '../quic/types.ts';
 import { TokenBuckets } from '../util/token-buckets.ts';
-import { MessageChannel, parse } from '../wire/channel.ts';
+import { MessageChannel } from '../wire/channel.ts';
 import {
   type IdentityMessage,
   type KnownPeerEntry,
@@ -109,10 +109,10 @@ export class IdentityExchanger {
     }
   }
 
-  /** Listener side: the stream's first message was `identity`. */
-  async respond(connection: PeerConnection, channel: MessageChannel, first: Record<string, unknown>): Promise<ExchangeResult> {
+  /** Listener side: the stream's first message was `identity` (validated by the protocol registry). */
+  async respond(connection: PeerConnection, channel: MessageChannel, claimed: IdentityMessage): Promise<ExchangeResult> {
     try {
-      const remote = this.checkIdentity(parse(identityMessage, first, 'identity'), connection);
+      const remote = this.checkIdentity(claimed, connection);
       // Answered before reading the dialer's list: a dialer that waits for our identity before
       // sending its list (phase by phase) is served as well as one that sent both at once.
       const ours = this.knownPeersFor(connection, remote.peer_id);

@@ -4,10 +4,11 @@ import { RemoteNetworkError } from '../base/errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import { NotConnectedError, type ConnectionManager } from '../lifecycle/connection-manager.ts';
+import type { ProtocolRegistry } from '../lifecycle/protocol-registry.ts';
 import type { Logger } from '../base/logger.ts';
 import type { PeerConnection } from '../quic/types.ts';
 import { setBounded } from '../util/bounded-map.ts';
-import { MessageChannel, parse } from '../wire/channel.ts';
+import { MessageChannel } from '../wire/channel.ts';
 import { holePunchConnectMessage, holePunchSyncMessage } from '../wire/messages.ts';
 
 /** Automatic attempts per peer (the API may ask for more). */
@@ -46,6 +47,7 @@ export interface HolePunchResult {
 
 export interface HolePuncherOptions {
   readonly connections: ConnectionManager;
+  readonly protocols: ProtocolRegistry;
   readonly sendRaw: (data: Uint8Array, address: HostPort) => Promise<void>;
   readonly bus: EventBus<NodeEventMap>;
   readonly logger: Logger;
@@ -69,13 +71,11 @@ export class HolePuncher {
   private lastError: string | null = null;
   private readonly perPeer = new Map<string, number>();
   private readonly inFlight = new Map<string, Promise<HolePunchResult>>();
-  private readonly answering = new Set<string>();
   private readonly offs: Array<() => void> = [];
   private readonly log: Logger;
 
   constructor(private readonly options: HolePuncherOptions) {
     this.log = options.logger.child({ component: 'holepunch' });
-    options.connections.handle('holepunch_connect', (connection, channel, first) => this.respond(connection, channel, first));
   }
 
   get stats(): HolePunchStats {
@@ -89,8 +89,19 @@ export class HolePuncher {
   }
 
   start(): void {
-    // The dialer of a relayed connection tries to upgrade it once the exchange is done.
     this.offs.push(
+      // Coordinated over the relayed connection it upgrades. A peer can make us send packets and
+      // dial addresses it names: one answer at a time per peer, few overall.
+      this.options.protocols.handle(
+        holePunchConnectMessage,
+        (request, connection, channel) => this.answer(connection, channel, request.addresses),
+        {
+          access: 'relayed',
+          maxStreamsPerPeer: 1,
+          maxStreams: MAX_CONCURRENT_ANSWERS,
+        },
+      ),
+      // The dialer of a relayed connection tries to upgrade it once the exchange is done.
       this.options.bus.on('peer.exchanged', (e) => {
         const info = this.options.connections.byPeer(e.payload.peerId);
         if (!info?.viaRelay || info.direction !== 'outbound') return;
@@ -176,21 +187,6 @@ export class HolePuncher {
   }
 
   /** The far side (B): answer CONNECT, wait for SYNC, wait RTT/2, fire. */
-  private async respond(connection: PeerConnection, channel: MessageChannel, first: Record<string, unknown>): Promise<void> {
-    const request = parse(holePunchConnectMessage, first, 'holepunch_connect');
-    if (!connection.viaRelay) throw new HolePunchFailedError('hole punching is coordinated over a relayed connection');
-    const peerId = connection.remotePeerId;
-    if (this.answering.has(peerId) || this.answering.size >= MAX_CONCURRENT_ANSWERS) {
-      throw new HolePunchFailedError('a hole punch with this peer (or too many others) is already under way');
-    }
-    this.answering.add(peerId);
-    try {
-      await this.answer(connection, channel, request.addresses);
-    } finally {
-      this.answering.delete(peerId);
-    }
-  }
-
   private async answer(connection: PeerConnection, channel: MessageChannel, theirs: readonly string[]): Promise<void> {
     const sent = performance.now();
     await channel.sendFinal({ type: 'holepunch_connect', addresses: this.ownAddresses() });

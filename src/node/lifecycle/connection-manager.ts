@@ -12,10 +12,12 @@ import { type LimitReason, refusalPhrase } from '../quic/refusal.ts';
 import type { Direction, PeerConnection, PeerStream, Transport } from '../quic/types.ts';
 import { MessageChannel, isProtocolError } from '../wire/channel.ts';
 import { MAX_PROTOCOL_ERRORS, READ_TIMEOUT_MS } from '../wire/constants.ts';
-import { ReadTimeoutError, UnexpectedMessageError } from '../wire/errors.ts';
+import { ReadTimeoutError } from '../wire/errors.ts';
+import { identityMessage } from '../wire/messages.ts';
 import { connectionGroup } from './connection-groups.ts';
 import { PeerProtection, type PruneCandidate, choosePruneVictim } from './connection-pruner.ts';
 import type { LimitCounters } from './limit-counters.ts';
+import { type ProtocolRegistry, UNBOUNDED } from './protocol-registry.ts';
 
 /** How long stop() waits for connections to close gracefully. */
 export const CLOSE_GRACE_MS = 1_000;
@@ -44,9 +46,6 @@ export interface ConnectionInfo {
   readonly viaRelay: boolean;
 }
 
-/** A handler for streams whose first message has a given type (the exchange, later relay…). */
-export type StreamHandler = (connection: PeerConnection, channel: MessageChannel, first: Record<string, unknown>) => Promise<void>;
-
 interface Tracked {
   /** 'pending-N' while dialling, then the connection's id. */
   id: string;
@@ -69,7 +68,10 @@ export type InboundInterceptor = (connection: PeerConnection) => boolean;
 
 export interface ConnectionManagerOptions {
   readonly transport: Transport;
-  readonly exchanger: IdentityExchanger;
+  /** The exchange every connection starts with (dialer: initiate; listener: respond to its `identity`). */
+  readonly exchanger: Pick<IdentityExchanger, 'initiate' | 'respond'>;
+  /** Where inbound streams go, by their first message (the exchange registers there at start). */
+  readonly protocols: ProtocolRegistry;
   readonly bus: EventBus<NodeEventMap>;
   readonly logger: Logger;
   readonly idleTimeoutMs: number;
@@ -94,27 +96,19 @@ let pendingIds = 0;
 export class ConnectionManager {
   readonly name = 'connections';
   private readonly tracked = new Map<string, Tracked>();
-  private readonly handlers = new Map<string, StreamHandler>();
   private readonly interceptors: InboundInterceptor[] = [];
   /** Direct dials in flight, by `addr:host:port` and by `peer:id` (see connect). */
   private readonly dialsInFlight = new Map<string, Promise<ConnectionInfo>>();
   /** Classes of untyped handler errors already logged at warn (error names: a bounded set). */
   private readonly loggedFaults = new Set<string>();
   private cleanupTimer: NodeJS.Timeout | undefined;
+  private unhandleIdentity: (() => void) | undefined;
   private readonly log: Logger;
   /** Peers never pruned (see connection-pruner.ts): relays, bootstrap peers, and whatever tags later code sets. */
   readonly protection = new PeerProtection();
 
   constructor(private readonly options: ConnectionManagerOptions) {
     this.log = options.logger.child({ component: 'connections' });
-    this.handle('identity', async (connection, channel, first) => {
-      const result = await options.exchanger.respond(connection, channel, first);
-      this.exchanged(connection, result);
-    });
-  }
-
-  handle(type: string, handler: StreamHandler): void {
-    this.handlers.set(type, handler);
   }
 
   interceptInbound(interceptor: InboundInterceptor): void {
@@ -122,6 +116,12 @@ export class ConnectionManager {
   }
 
   start(): void {
+    // Relayed connections run the exchange too; the connection limits bound how many run at once.
+    this.unhandleIdentity = this.options.protocols.handle(
+      identityMessage,
+      async (remote, connection, channel) => this.exchanged(connection, await this.options.exchanger.respond(connection, channel, remote)),
+      { maxStreams: UNBOUNDED },
+    );
     this.options.transport.onConnection((connection) => this.accept(connection));
     this.cleanupTimer = setInterval(() => this.closeStale(), this.options.cleanupIntervalMs);
     this.cleanupTimer.unref();
@@ -134,6 +134,7 @@ export class ConnectionManager {
    */
   async stop(): Promise<void> {
     clearInterval(this.cleanupTimer);
+    this.unhandleIdentity?.();
     const closing = [...this.tracked.values()].flatMap((t) => (t.connection ? [t.connection.close('node stopping')] : []));
     await settleWithin(Promise.all(closing), CLOSE_GRACE_MS);
   }
@@ -390,20 +391,9 @@ export class ConnectionManager {
   }
 
   private async dispatch(record: Tracked, connection: PeerConnection, stream: PeerStream): Promise<void> {
-    const channel = new MessageChannel(stream);
     await this.withStream(record, async () => {
-      // For the log: which conversation failed (a silent stream never says).
-      let protocol = '(no first message)';
-      try {
-        const first = await channel.receiveAny();
-        protocol = first.type.slice(0, 40);
-        const handler = this.handlers.get(first.type);
-        if (!handler) throw new UnexpectedMessageError(`no protocol starts with a ${protocol} message`);
-        await handler(connection, channel, first.body);
-      } catch (error) {
-        await channel.fail(error);
-        this.onStreamError(record, connection, error, protocol);
-      }
+      const outcome = await this.options.protocols.accept(connection, new MessageChannel(stream));
+      if (!outcome.ok) this.onStreamError(record, connection, outcome.error, outcome.protocol);
     }).catch(() => {});
   }
 

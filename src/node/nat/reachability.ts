@@ -6,10 +6,11 @@ import type { NodeEventMap } from '../events/types.ts';
 import { type HostPort, formatAddress } from '../base/address.ts';
 import { connectionGroup } from '../lifecycle/connection-groups.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
+import type { ProtocolRegistry } from '../lifecycle/protocol-registry.ts';
 import type { Logger } from '../base/logger.ts';
 import type { PeerConnection } from '../quic/types.ts';
 import { setBounded } from '../util/bounded-map.ts';
-import { MessageChannel, parse } from '../wire/channel.ts';
+import { MessageChannel } from '../wire/channel.ts';
 import { dialbackRequestMessage, dialbackResultMessage } from '../wire/messages.ts';
 import { type NatType, ObservedAddresses } from './observed-addresses.ts';
 
@@ -48,6 +49,7 @@ export class DialbackRateLimitedError extends RemoteNetworkError {
 export interface ReachabilityOptions {
   readonly mode: NodeTypeSetting;
   readonly connections: ConnectionManager;
+  readonly protocols: ProtocolRegistry;
   readonly probe: (address: HostPort, peerId: string, timeoutMs: number) => Promise<boolean>;
   readonly bus: EventBus<NodeEventMap>;
   readonly logger: Logger;
@@ -109,7 +111,6 @@ export class ReachabilityService {
     this.observed = new ObservedAddresses(options.quicPort);
     this.verdict = options.mode === 'public' ? 'PUBLIC' : options.mode === 'private' ? 'PRIVATE' : 'UNKNOWN';
     this.confidenceLevel = options.mode === 'auto' ? 'NONE' : 'CONFIGURED';
-    options.connections.handle('dialback_request', (connection, channel, first) => this.serve(connection, channel, first));
     options.connections.interceptInbound((connection) => this.interceptDialback(connection));
   }
 
@@ -132,6 +133,10 @@ export class ReachabilityService {
   start(): void {
     this.running = true;
     this.offs.push(
+      // A dial-back goes to the address a direct connection comes from: a relayed one has none of the peer's.
+      this.options.protocols.handle(dialbackRequestMessage, (_request, connection, channel) => this.serve(connection, channel), {
+        access: 'direct',
+      }),
       this.options.bus.on('peer.exchanged', (e) => {
         const connection = this.options.connections.byPeer(e.payload.peerId);
         if (!connection || connection.viaRelay) return;
@@ -350,9 +355,7 @@ export class ReachabilityService {
     return true;
   }
 
-  private async serve(connection: PeerConnection, channel: MessageChannel, first: Record<string, unknown>): Promise<void> {
-    parse(dialbackRequestMessage, first, 'dialback_request');
-    if (connection.viaRelay) throw new DialbackRateLimitedError('dial-backs are served over direct connections only');
+  private async serve(connection: PeerConnection, channel: MessageChannel): Promise<void> {
     this.admit(connection.remotePeerId);
     const address = connection.remoteAddress;
     const reached = await this.options.probe(address, connection.remotePeerId, DIALBACK_TIMEOUT_MS);

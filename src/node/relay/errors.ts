@@ -4,7 +4,6 @@ import { RemoteNetworkError } from '../base/errors.ts';
 export type RelayRefusalCode =
   | 'RELAY_NOT_OFFERED'
   | 'RELAY_IDENTITY_MISMATCH'
-  | 'RELAY_DIRECT_ONLY'
   | 'RELAY_SESSION_LIMIT'
   | 'RELAY_CIRCUIT_LIMIT'
   | 'RELAY_TARGET_UNKNOWN'

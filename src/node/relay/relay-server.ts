@@ -2,12 +2,20 @@ import { randomBytes } from 'node:crypto';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
+import { type ProtocolRegistry, UNBOUNDED } from '../lifecycle/protocol-registry.ts';
 import type { Logger } from '../base/logger.ts';
 import type { PeerConnection } from '../quic/types.ts';
 import { splice } from '../util/stream-splice.ts';
-import { MessageChannel, parse } from '../wire/channel.ts';
+import { MessageChannel } from '../wire/channel.ts';
 import { ReadTimeoutError } from '../wire/errors.ts';
-import { relayAcceptMessage, relayConnectMessage, relayKeepaliveMessage, relayRegisterMessage } from '../wire/messages.ts';
+import {
+  type RelayConnectMessage,
+  type RelayRegisterMessage,
+  relayAcceptMessage,
+  relayConnectMessage,
+  relayKeepaliveMessage,
+  relayRegisterMessage,
+} from '../wire/messages.ts';
 import { RelayRefusedError } from './errors.ts';
 
 /** Sent as `relay_address` when the relay does not know its public address yet. */
@@ -53,6 +61,7 @@ interface Session {
 export interface RelayServerOptions {
   readonly enabled: () => boolean;
   readonly connections: ConnectionManager;
+  readonly protocols: ProtocolRegistry;
   readonly bus: EventBus<NodeEventMap>;
   readonly logger: Logger;
   readonly limits: RelayLimits;
@@ -74,11 +83,28 @@ export class RelayServer {
   /** Open circuits per peer id, callers and targets alike. */
   private readonly circuits = new Map<string, number>();
   private readonly log: Logger;
+  private readonly unhandle: Array<() => void> = [];
 
   constructor(private readonly options: RelayServerOptions) {
     this.log = options.logger.child({ component: 'relay-server' });
-    options.connections.handle('relay_register', (connection, channel, first) => this.register(connection, channel, first));
-    options.connections.handle('relay_connect', (connection, channel, first) => this.connect(connection, channel, first));
+  }
+
+  /**
+   * Registered whether or not this node is a relay (it may become one; until then it refuses with
+   * RELAY_NOT_OFFERED). relay_max_sessions bounds the sessions and relay_max_circuits_per_peer the
+   * circuits (counting both ends), not a stream count; a circuit may cross a relayed connection.
+   */
+  start(): void {
+    this.unhandle.push(
+      this.options.protocols.handle(relayRegisterMessage, (request, connection, channel) => this.register(request, connection, channel), {
+        access: 'direct',
+        maxStreams: UNBOUNDED,
+      }),
+      this.options.protocols.handle(relayConnectMessage, (request, caller, channel) => this.connect(request, caller, channel), {
+        maxStreamsPerPeer: UNBOUNDED,
+        maxStreams: UNBOUNDED,
+      }),
+    );
   }
 
   list(): RelaySessionInfo[] {
@@ -95,6 +121,7 @@ export class RelayServer {
   }
 
   stop(): void {
+    for (const off of this.unhandle.splice(0)) off();
     for (const session of this.sessions.values()) this.end(session, 'closed', 'relay stopping');
   }
 
@@ -102,9 +129,8 @@ export class RelayServer {
     if (!this.options.enabled()) throw new RelayRefusedError('RELAY_NOT_OFFERED', 'this node is not a relay');
   }
 
-  private async register(connection: PeerConnection, channel: MessageChannel, first: Record<string, unknown>): Promise<void> {
+  private async register(request: RelayRegisterMessage, connection: PeerConnection, channel: MessageChannel): Promise<void> {
     this.refuseUnlessRelay();
-    const request = parse(relayRegisterMessage, first, 'relay_register');
     if (request.peer_id !== connection.remotePeerId) {
       this.log.warn({ claimed: request.peer_id, proven: connection.remotePeerId }, 'relay registration for another peer refused');
       throw new RelayRefusedError(
@@ -112,7 +138,6 @@ export class RelayServer {
         `a session can only be registered for the peer this connection proves (${connection.remotePeerId})`,
       );
     }
-    if (connection.viaRelay) throw new RelayRefusedError('RELAY_DIRECT_ONLY', 'register over a direct connection');
     const previous = this.sessions.get(connection.remotePeerId);
     if (!previous && this.sessions.size >= this.options.limits.maxSessions) {
       throw new RelayRefusedError('RELAY_SESSION_LIMIT', `the relay holds its maximum of ${this.options.limits.maxSessions} sessions`);
@@ -170,9 +195,8 @@ export class RelayServer {
     this.log.info({ peer: session.peerId, session: session.sessionId, how, reason }, 'relay session ended');
   }
 
-  private async connect(caller: PeerConnection, channel: MessageChannel, first: Record<string, unknown>): Promise<void> {
+  private async connect(request: RelayConnectMessage, caller: PeerConnection, channel: MessageChannel): Promise<void> {
     this.refuseUnlessRelay();
-    const request = parse(relayConnectMessage, first, 'relay_connect');
     const target = request.target_peer_id === caller.remotePeerId ? undefined : this.sessions.get(request.target_peer_id);
     if (!target) throw new RelayRefusedError('RELAY_TARGET_UNKNOWN', `peer ${request.target_peer_id} has no session here`);
     const source = caller.remotePeerId;

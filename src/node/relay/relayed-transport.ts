@@ -2,10 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { type HostPort, parseHostPort, formatAddress } from '../base/address.ts';
 import type { NodeIdentity } from '../identity/key-store.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
+import { type ProtocolRegistry, UNBOUNDED } from '../lifecycle/protocol-registry.ts';
 import type { Logger } from '../base/logger.ts';
 import type { PeerConnection } from '../quic/types.ts';
 import { observeEnd } from '../util/stream-splice.ts';
-import { MessageChannel, parse } from '../wire/channel.ts';
+import { MessageChannel } from '../wire/channel.ts';
 import { relayConnectedMessage, relayIncomingMessage } from '../wire/messages.ts';
 import { type CircuitPurpose, authenticateAsInitiator, authenticateAsResponder } from './circuit-auth.ts';
 import { CircuitClosedError, RelayRefusedError } from './errors.ts';
@@ -24,6 +25,7 @@ export const MAX_RELAYED_CONNECTIONS = 64;
 export interface RelayedTransportOptions {
   readonly identity: NodeIdentity;
   readonly connections: ConnectionManager;
+  readonly protocols: ProtocolRegistry;
   readonly logger: Logger;
 }
 
@@ -38,10 +40,20 @@ export class RelayedTransport {
   readonly name = 'relayed-transport';
   private readonly byId = new Map<string, RelayedConnection>();
   private readonly log: Logger;
+  private unhandle: (() => void) | undefined;
 
   constructor(private readonly options: RelayedTransportOptions) {
     this.log = options.logger.child({ component: 'relayed' });
-    options.connections.handle('relay_incoming', (connection, channel, first) => this.answer(connection, channel, first));
+  }
+
+  start(): void {
+    // Every circuit (each relayed connection's control and streams) is a stream held open over a
+    // direct connection to the relay: MAX_RELAYED_CONNECTIONS bounds them, not a stream count.
+    this.unhandle = this.options.protocols.handle(
+      relayIncomingMessage,
+      (incoming, relay, channel) => this.answer(relay, channel, incoming.source_peer_id),
+      { access: 'direct', maxStreamsPerPeer: UNBOUNDED, maxStreams: UNBOUNDED },
+    );
   }
 
   async dial(route: RelayRoute): Promise<PeerConnection> {
@@ -71,6 +83,7 @@ export class RelayedTransport {
   }
 
   stop(): void {
+    this.unhandle?.();
     for (const connection of this.byId.values()) void connection.close('node stopping');
   }
 
@@ -111,14 +124,12 @@ export class RelayedTransport {
     });
   }
 
-  private async answer(relay: PeerConnection, channel: MessageChannel, first: Record<string, unknown>): Promise<void> {
-    const incoming = parse(relayIncomingMessage, first, 'relay_incoming');
-    if (relay.viaRelay) throw new RelayRefusedError('RELAY_DIRECT_ONLY', 'circuits arrive over a direct relay connection');
+  private async answer(relay: PeerConnection, channel: MessageChannel, sourcePeerId: string): Promise<void> {
     if (this.byId.size >= MAX_RELAYED_CONNECTIONS) {
       throw new RelayRefusedError('RELAY_CIRCUIT_LIMIT', `already ${this.byId.size} relayed connections`);
     }
     await channel.send({ type: 'relay_accept' });
-    const auth = await authenticateAsResponder(channel, this.options.identity, incoming.source_peer_id);
+    const auth = await authenticateAsResponder(channel, this.options.identity, sourcePeerId);
     const circuit = observeEnd(channel.detach());
     if (auth.purpose === 'control') {
       const connection = new RelayedConnection({

@@ -16,6 +16,8 @@ export class MessageChannel {
   /** Our side has ended (or is ending): nothing more can be written, not even an error frame. */
   private writeClosed = false;
   private failed = false;
+  /** Deadline of a read that names none (a protocol may set its own, see ProtocolLimits). */
+  private readTimeoutMs = READ_TIMEOUT_MS;
 
   constructor(private readonly stream: PeerStream) {
     this.reader = new FrameReader(stream.readable);
@@ -40,8 +42,13 @@ export class MessageChannel {
     await this.writer.close();
   }
 
+  /** The deadline of every later read that names none. */
+  setReadTimeout(timeoutMs: number): void {
+    this.readTimeoutMs = timeoutMs;
+  }
+
   /** The next message, whatever its type (a stream's first message selects its handler). */
-  async receiveAny(timeoutMs = READ_TIMEOUT_MS): Promise<{ type: string; body: Record<string, unknown> }> {
+  async receiveAny(timeoutMs = this.readTimeoutMs): Promise<{ type: string; body: Record<string, unknown> }> {
     const payload = await this.reader.next(timeoutMs);
     if (payload === null) throw new StreamEndedError('stream ended before a message');
     let body: unknown;
@@ -63,7 +70,7 @@ export class MessageChannel {
     return { type: typed.type, body: typed };
   }
 
-  async receive<T>(schema: z.ZodType<T>, type: string, timeoutMs = READ_TIMEOUT_MS): Promise<T> {
+  async receive<T>(schema: z.ZodType<T>, type: string, timeoutMs = this.readTimeoutMs): Promise<T> {
     const message = await this.receiveAny(timeoutMs);
     if (message.type !== type) throw new UnexpectedMessageError(`expected ${type}, got ${message.type.slice(0, 40)}`);
     return parse(schema, message.body, type);
@@ -75,7 +82,7 @@ export class MessageChannel {
    * stream's credit only once both directions are finished, so a conversation that never reads
    * the peer's FIN leaks one stream each time, and a connection runs out of streams.
    */
-  async finish(timeoutMs = READ_TIMEOUT_MS): Promise<void> {
+  async finish(timeoutMs = this.readTimeoutMs): Promise<void> {
     if (!this.writeClosed) {
       this.writeClosed = true;
       await this.writer.close().catch(() => {});

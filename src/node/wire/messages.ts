@@ -66,6 +66,7 @@ const sessionId = hex(8);
 
 /** A NAT node asks the relay for a session; `peer_id` must be the one TLS proved on this connection. */
 export const relayRegisterMessage = z.object({ type: z.literal('relay_register'), peer_id: peerIdSchema });
+export type RelayRegisterMessage = z.infer<typeof relayRegisterMessage>;
 export const relayRegisteredMessage = z.object({
   type: z.literal('relay_registered'),
   session_id: sessionId,
@@ -77,6 +78,7 @@ export const relayKeepaliveMessage = z.object({ type: z.literal('relay_keepalive
 export const relayKeepaliveAckMessage = z.object({ type: z.literal('relay_keepalive_ack'), session_id: sessionId });
 /** A peer asks the relay for a circuit to a registered target. */
 export const relayConnectMessage = z.object({ type: z.literal('relay_connect'), target_peer_id: peerIdSchema });
+export type RelayConnectMessage = z.infer<typeof relayConnectMessage>;
 /** The relay tells the target who asks (a claim: the end-to-end handshake proves it). */
 export const relayIncomingMessage = z.object({ type: z.literal('relay_incoming'), source_peer_id: peerIdSchema });
 export const relayAcceptMessage = z.object({ type: z.literal('relay_accept') });
@@ -125,11 +127,11 @@ export type WireMessage =
   | IdentityMessage
   | KnownPeersMessage
   | ErrorMessage
-  | z.infer<typeof relayRegisterMessage>
+  | RelayRegisterMessage
   | z.infer<typeof relayRegisteredMessage>
   | z.infer<typeof relayKeepaliveMessage>
   | z.infer<typeof relayKeepaliveAckMessage>
-  | z.infer<typeof relayConnectMessage>
+  | RelayConnectMessage
   | z.infer<typeof relayIncomingMessage>
   | z.infer<typeof relayAcceptMessage>
   | z.infer<typeof relayConnectedMessage>

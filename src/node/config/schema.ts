@@ -186,7 +186,7 @@ export const CONFIG_SPEC = {
       seconds(1, 3600),
       '30',
       'a number of seconds from 1 to 3600',
-      'With node_type = auto: how often an undecided or provisional verdict is checked again.',
+      'With node_type = auto: how often an undecided verdict is checked again, and a provisional one while a peer not asked yet is connected, or after an opposite check.',
     ),
     relay_grace_period: setting(
       seconds(0, 3600),

@@ -27,8 +27,12 @@ export const DIALBACK_PEERS = 3;
 export const CONFIRMING_PEERS = 2;
 /** How long a dial-back may take to arrive (the peer's handshake from a fresh socket). */
 export const DIALBACK_TIMEOUT_MS = 4_000;
-/** Serving side: dial-backs per minute for everyone, and the pause between two for one peer. */
-export const DIALBACKS_PER_MINUTE = 20;
+/**
+ * Serving side: dial-backs per minute for everyone, and the pause between two for one peer. A
+ * dial-back is one handshake from a fresh socket (a few ms of CPU); a relay is the one peer every
+ * NAT client of a small network asks, each every unsettled_recheck_interval while it is unsure.
+ */
+export const DIALBACKS_PER_MINUTE = 60;
 export const DIALBACK_PEER_PAUSE_MS = 10_000;
 /** A confirmed verdict is overturned by a confirmed opposite check, or by this many opposite checks in a row. */
 export const OPPOSITE_CHECKS_TO_FLIP = 2;
@@ -216,7 +220,11 @@ export class ReachabilityService {
   private schedule(delayMs?: number): void {
     if (!this.running || this.options.mode !== 'auto') return;
     clearTimeout(this.timer);
-    const settled = this.confidenceLevel === 'CONFIRMED' && this.oppositeChecks === 0;
+    // Unsure, and a peer not asked yet to settle it: soon. Re-asking the same peers sooner would
+    // tell nothing new (a new peer, address or interface starts a check of its own).
+    const unasked = this.directPeers().some((p) => !this.askedPeers.has(p.peerId));
+    const settled =
+      this.oppositeChecks === 0 && (this.confidenceLevel === 'CONFIRMED' || (this.confidenceLevel === 'PROVISIONAL' && !unasked));
     const ms = Math.max(
       delayMs ?? (settled ? this.options.recheckIntervalMs : this.options.unsettledRecheckIntervalMs),
       this.lastCheckStartedAt + MIN_CHECK_GAP_MS - Date.now(),

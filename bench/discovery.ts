@@ -81,7 +81,7 @@ export async function measureDiscovery(size: number, root: string): Promise<Disc
   }
   const lastStart = performance.now();
   const pairs = size * (size - 1);
-  const pairsKnownNow = () => nodes.reduce((sum, n) => sum + Math.min(n.knownPeers.repository.count(), size - 1), 0);
+  const pairsKnownNow = () => nodes.reduce((sum, n) => sum + Math.min(n.knownPeers.count(), size - 1), 0);
   // First time (after the last start) at which 90 % and 99 % of all pairs were known.
   const milestones = new Map<number, number>();
   const converged = await new Promise<boolean>((resolve) => {

@@ -102,10 +102,10 @@ describe('GraphQL API over HTTP', () => {
     const daemon = await startTestDaemon(t);
     const [a, b] = [peer(), peer()];
     daemon.node.knownPeers.record([a, b]);
-    const repository = daemon.node.knownPeers.repository;
+    const knownPeers = daemon.node.knownPeers;
     const calls: string[][] = [];
-    const original = repository.getMany.bind(repository);
-    repository.getMany = (ids) => {
+    const original = knownPeers.getMany.bind(knownPeers);
+    knownPeers.getMany = (ids) => {
       calls.push([...ids]);
       return original(ids);
     };
@@ -156,7 +156,7 @@ describe('GraphQL API over HTTP', () => {
 
   it('masks unexpected errors and keeps internals out of responses', async (t) => {
     const daemon = await startTestDaemon(t);
-    daemon.node.knownPeers.repository.page = () => {
+    daemon.node.knownPeers.page = () => {
       throw new Error('SQLITE_CORRUPT at /secret/path/remote-network.db');
     };
     const { errors, data } = await gql(daemon.api.url, '{ knownPeers { totalCount } }');

@@ -58,8 +58,8 @@ describe('connection manager over an in-memory transport', () => {
     assert.equal(inbound?.direction, 'inbound');
     assert.ok(inbound && ['IDLE', 'CONNECTED'].includes(inbound.state), `the listener adopted it: ${inbound?.state}`);
     // Each side stored the other from the exchange (the real exchanger over a real SQLite file).
-    assert.equal(a.knownPeers.repository.get(b.identity.peerId)?.source, 'identity_exchange');
-    assert.equal(b.knownPeers.repository.get(a.identity.peerId)?.source, 'identity_exchange');
+    assert.equal(a.knownPeers.get(b.identity.peerId)?.source, 'identity_exchange');
+    assert.equal(b.knownPeers.get(a.identity.peerId)?.source, 'identity_exchange');
     // A second connect reuses the connection.
     assert.equal((await a.connections.connect(b.transport.address, b.identity.peerId)).id, info.id);
     assert.equal(a.connections.size, 1);

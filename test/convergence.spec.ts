@@ -21,15 +21,15 @@ describe('QUIC network: convergence', { timeout: 300_000 }, () => {
       const previous = nodes[i - 1];
       nodes.push(await startTestNode(t, settings(previous ? { 'peer_discovery.bootstrap_peers': quicAddress(previous) } : {})));
     }
-    const everyoneKnowsEveryone = () => nodes.every((n) => n.knownPeers.repository.count() >= nodes.length - 1);
+    const everyoneKnowsEveryone = () => nodes.every((n) => n.knownPeers.count() >= nodes.length - 1);
     await until(nodes, everyoneKnowsEveryone, 180_000);
     for (const node of nodes) {
       // Knowing everyone took no full mesh: each node dialled at most target_connections (8).
       const dialled = node.connections.list().filter((c) => c.direction === 'outbound').length;
       assert.ok(dialled <= 8, `${node.peerId} dialled ${dialled} peers`);
-      assert.equal(node.knownPeers.repository.get(node.peerId), undefined, `${node.peerId} does not store itself`);
+      assert.equal(node.knownPeers.get(node.peerId), undefined, `${node.peerId} does not store itself`);
       for (const other of nodes) {
-        if (other !== node) assert.ok(node.knownPeers.repository.get(other.peerId), `${node.peerId} knows ${other.peerId}`);
+        if (other !== node) assert.ok(node.knownPeers.get(other.peerId), `${node.peerId} knows ${other.peerId}`);
       }
     }
   });

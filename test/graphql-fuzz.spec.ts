@@ -84,7 +84,7 @@ async function fuzzNode(t: { after(fn: () => unknown): void }): Promise<{ daemon
       daemon.node.peerId,
       peer.peerId,
       peer.peerId.toUpperCase(),
-      daemon.node.knownPeers.repository.page({}, 3).rows[0]?.peerId ?? peer.peerId,
+      daemon.node.knownPeers.page({}, 3).rows[0]?.peerId ?? peer.peerId,
       page.data?.knownPeers.pageInfo.endCursor ?? '',
       daemon.node.config.peer_discovery.topic,
       ...NODE_EVENT_TYPES,

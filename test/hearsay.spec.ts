@@ -34,10 +34,7 @@ describe('known peers: hearsay from a hostile peer', { timeout: 180_000 }, () =>
   it('takes 50 invented peers a minute at most, shares none, disconnects the liar, and keeps every real peer', async (t) => {
     const h1 = await startTestNode(t, settings({ 'peer_discovery.max_known_peers': '100', 'peer_discovery.max_unverified_peers': '40' }));
     const h2 = await startTestNode(t, settings({ 'peer_discovery.bootstrap_peers': quicAddress(h1) }));
-    await until(
-      [h1, h2],
-      () => h1.knownPeers.repository.get(h2.peerId)?.verified === true && h2.knownPeers.repository.get(h1.peerId) !== undefined,
-    );
+    await until([h1, h2], () => h1.knownPeers.get(h2.peerId)?.verified === true && h2.knownPeers.get(h1.peerId) !== undefined);
 
     const hostile = await startRawPeer(t);
     const distrusted = h1.bus.once(
@@ -61,14 +58,14 @@ describe('known peers: hearsay from a hostile peer', { timeout: 180_000 }, () =>
         break; // the node has already had enough of it
       }
     }
-    const stored = () => [...invented].filter((id) => h1.knownPeers.repository.get(id) !== undefined);
+    const stored = () => [...invented].filter((id) => h1.knownPeers.get(id) !== undefined);
     assert.ok(
       stored().length <= HEARSAY_PER_MINUTE,
       `${stored().length} invented peers taken (the allowance is ${HEARSAY_PER_MINUTE} a minute)`,
     );
     assert.ok(refused >= 1000 - HEARSAY_PER_MINUTE - 50 * 2, `${refused} refused`);
     assert.ok(
-      stored().every((id) => h1.knownPeers.repository.get(id)?.verified === false),
+      stored().every((id) => h1.knownPeers.get(id)?.verified === false),
       'all hearsay',
     );
 
@@ -86,11 +83,11 @@ describe('known peers: hearsay from a hostile peer', { timeout: 180_000 }, () =>
     assert.equal(shared.filter((id) => invented.has(id)).length, 0, 'no invented peer in what h1 shares');
     assert.ok(shared.includes(h2.peerId), 'h1 still shares its real peers');
     await h2.connections.reexchange(h1.peerId);
-    assert.equal([...invented].filter((id) => h2.knownPeers.repository.get(id) !== undefined).length, 0, 'none reached h2');
-    const relays = h1.knownPeers.repository.page({ isRelay: true, verified: true }, 100).rows.map((r) => r.peerId);
+    assert.equal([...invented].filter((id) => h2.knownPeers.get(id) !== undefined).length, 0, 'none reached h2');
+    const relays = h1.knownPeers.page({ isRelay: true, verified: true }, 100).rows.map((r) => r.peerId);
     assert.equal(relays.filter((id) => invented.has(id)).length, 0, 'no invented relay is a candidate');
-    assert.equal(h1.knownPeers.repository.get(h2.peerId)?.verified, true, 'the flood pushed out no real peer');
-    assert.ok(h1.knownPeers.repository.count({ verified: false }) <= 40, 'hearsay stays within max_unverified_peers');
+    assert.equal(h1.knownPeers.get(h2.peerId)?.verified, true, 'the flood pushed out no real peer');
+    assert.ok(h1.knownPeers.count({ verified: false }) <= 40, 'hearsay stays within max_unverified_peers');
   });
 
   it('verifies honest hearsay in the DHT and passes it on only then', async (t) => {
@@ -104,7 +101,7 @@ describe('known peers: hearsay from a hostile peer', { timeout: 180_000 }, () =>
     const verified = await heard;
     assert.equal(verified.payload.peerId, h3.peerId);
     assert.deepEqual([verified.payload.by, verified.payload.via], ['dht', h2.peerId]);
-    const row = h1.knownPeers.repository.get(h3.peerId);
+    const row = h1.knownPeers.get(h3.peerId);
     assert.deepEqual([row?.source, row?.verified], ['peer_exchange', true]);
     assert.ok((await sharedList(t, h1)).includes(h3.peerId), 'shared once verified');
     assert.equal(h1.knownPeers.trust.level(h2.peerId), 'trusted');

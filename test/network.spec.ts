@@ -44,14 +44,14 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
     assert.equal(result.data?.connectPeer.peerId, b.node.peerId);
     assert.equal(result.data?.connectPeer.direction, 'OUTBOUND');
     assert.equal(result.data?.connectPeer.viaRelay, false);
-    await until([b.node], () => b.node.knownPeers.repository.get(a.node.peerId) !== undefined);
+    await until([b.node], () => b.node.knownPeers.get(a.node.peerId) !== undefined);
 
-    const bAtA = a.node.knownPeers.repository.get(b.node.peerId);
+    const bAtA = a.node.knownPeers.get(b.node.peerId);
     assert.equal(bAtA?.source, 'identity_exchange');
     assert.equal(bAtA?.isRelay, true);
     assert.equal(bAtA?.dhtNodeId, b.node.dhtNodeId);
     assert.deepEqual(bAtA?.publicKey, new Uint8Array(b.node.identity.publicKey));
-    const aAtB = b.node.knownPeers.repository.get(a.node.peerId);
+    const aAtB = b.node.knownPeers.get(a.node.peerId);
     assert.equal(aAtB?.isRelay, false);
     assert.equal(aAtB?.dhtNodeId, a.node.dhtNodeId);
 
@@ -93,8 +93,8 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
     assert.equal(event.payload.claimedPeerId, impostor.identity.peerId);
     assert.match(event.payload.reason, /differs from .* proven by the TLS certificate/);
     await connection.closed;
-    assert.equal(target.knownPeers.repository.get(victim.peerId), undefined);
-    assert.equal(target.knownPeers.repository.get(impostor.identity.peerId), undefined);
+    assert.equal(target.knownPeers.get(victim.peerId), undefined);
+    assert.equal(target.knownPeers.get(impostor.identity.peerId), undefined);
   });
 
   it('keeps what a dialer told it even when the dialer never ends its stream, and ends its own side with its answer', async (t) => {
@@ -125,7 +125,7 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
     // The node's end came with its list: it did not wait for ours.
     await assert.rejects(channel.receiveAny(READ_TIMEOUT_MS / 2), StreamEndedError);
     assert.equal((await discovered).payload.source, 'peer_exchange');
-    assert.equal(target.knownPeers.repository.get(dialer.identity.peerId)?.source, 'identity_exchange');
+    assert.equal(target.knownPeers.get(dialer.identity.peerId)?.source, 'identity_exchange');
   });
 
   it('re-exchanges over one connection carry the peers not named on it yet, then nothing', async (t) => {
@@ -137,7 +137,7 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
     const many = Array.from({ length: 60 }, () => randomPeer({ source: 'identity_exchange' }));
     b.knownPeers.record(many);
     await a.connections.connect({ host: '127.0.0.1', port: b.quicPort }, b.peerId);
-    const knownToA = () => many.filter((p) => a.knownPeers.repository.get(peerIdOf(p.publicKey)) !== undefined).length;
+    const knownToA = () => many.filter((p) => a.knownPeers.get(peerIdOf(p.publicKey)) !== undefined).length;
     assert.equal(knownToA(), 50, 'the first exchange shares 50');
     await a.connections.reexchange(b.peerId);
     // Fifty of sixty drawn at random again would almost never hold the ten left out before.
@@ -242,10 +242,10 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
   it('cascades: A knows B, B knows C, and A ends up connected to C without being told', async (t) => {
     const c = await startTestNode(t, settings());
     const b = await startTestNode(t, settings({ 'peer_discovery.bootstrap_peers': quicAddress(c) }));
-    await until([b], () => b.knownPeers.repository.get(c.peerId) !== undefined);
+    await until([b], () => b.knownPeers.get(c.peerId) !== undefined);
     const a = await startTestNode(t, settings({ 'peer_discovery.bootstrap_peers': quicAddress(b) }));
     await until([a], () => a.connections.isConnected(c.peerId));
-    assert.equal(a.knownPeers.repository.get(c.peerId)?.source, 'peer_exchange', 'A learned C from B');
+    assert.equal(a.knownPeers.get(c.peerId)?.source, 'peer_exchange', 'A learned C from B');
   });
 
   it('skips its own address in a bootstrap list shared by every node, and dials the rest', async (t) => {

@@ -12,6 +12,7 @@ import {
   UNBOUNDED,
   UNIDENTIFIED_PROTOCOL,
 } from '../src/node/lifecycle/protocol-registry.ts';
+import { ObservedAddresses } from '../src/node/nat/observed-addresses.ts';
 import { ReachabilityService } from '../src/node/nat/reachability.ts';
 import { RelayServer } from '../src/node/relay/relay-server.ts';
 import { RelayedTransport } from '../src/node/relay/relayed-transport.ts';
@@ -302,7 +303,7 @@ describe('protocol registry', () => {
         probe: () => Promise.resolve(false),
         bus,
         logger,
-        quicPort: () => node.transport.port,
+        observed: new ObservedAddresses(() => node.transport.port),
         recheckIntervalMs: 60_000,
         unsettledRecheckIntervalMs: 60_000,
       }),

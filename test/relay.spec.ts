@@ -59,7 +59,7 @@ describe('relay: sessions, circuits, limits, failover', { timeout: 300_000 }, ()
 
     // A public node reaches the NAT node through the relay, by peer id (address from the DHT metadata).
     const caller = await startTestDaemon(t, settings({ 'peer_discovery.bootstrap_peers': quicAddress(relay) }));
-    await until([caller.node], () => caller.node.knownPeers.repository.get(nat.peerId) !== undefined);
+    await until([caller.node], () => caller.node.knownPeers.get(nat.peerId) !== undefined);
     caller.node.holePuncher.stop(); // keep the relayed connection for this test (punching has its own)
     // The NAT node may have heard of the caller second-hand already (the relay passes news on),
     // so the exchange itself is what to wait for, not the caller's row.
@@ -71,7 +71,7 @@ describe('relay: sessions, circuits, limits, failover', { timeout: 300_000 }, ()
     // Both ends hold a relayed connection whose identity was proven end to end, and the exchange ran.
     await exchanged;
     assert.equal(nat.connections.byPeer(caller.node.peerId)?.viaRelay, true);
-    assert.ok(nat.knownPeers.repository.get(caller.node.peerId), 'the exchange stored the caller');
+    assert.ok(nat.knownPeers.get(caller.node.peerId), 'the exchange stored the caller');
     const view = await gql(caller.api.url, `{ connections { peerId viaRelay } }`);
     const relayed = view.data?.connections.find((c: { peerId: string }) => c.peerId === nat.peerId);
     assert.equal(relayed?.viaRelay, true);

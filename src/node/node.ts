@@ -1,78 +1,66 @@
-import type { NodeType } from './base/node-type.ts';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DATABASE_FILE, type OpenedDatabase, openDatabase } from '../db/client.ts';
 import { KnownPeersRepository } from '../db/known-peers.ts';
 import { NodeStateRepository } from '../db/node-state.ts';
+import { AddressBook } from './addresses/address-book.ts';
+import type { Component } from './base/component.ts';
+import { type Logger, createLogger } from './base/logger.ts';
+import type { NodeType } from './base/node-type.ts';
+import type { NodeComponents } from './components.ts';
 import type { Config } from './config/schema.ts';
-import { type HostPort, parseHostPort, formatAddress } from './base/address.ts';
 import { chooseNodeId } from './dht/bep42.ts';
+import { DhtExchangeFeed } from './dht/exchange-feed.ts';
 import { MainlineDht } from './dht/mainline-dht.ts';
 import { TopicDiscovery } from './dht/topic-discovery.ts';
 import { DiscoveryService } from './discovery/discovery-service.ts';
-import { resolvePeerRoute } from './discovery/peer-address.ts';
-import { HolePuncher } from './holepunch/hole-puncher.ts';
-import { ReachabilityPolicy } from './nat/reachability-policy.ts';
-import { ReachabilityService, publicAddressOf } from './nat/reachability.ts';
-import { RelayClient } from './relay/relay-client.ts';
-import { RelayServer } from './relay/relay-server.ts';
-import { type RelayRoute, RelayedTransport } from './relay/relayed-transport.ts';
+import { PeerDialer } from './discovery/peer-dialer.ts';
+import { EventBus } from './events/bus.ts';
+import type { NodeEventMap } from './events/types.ts';
 import { IdentityExchanger } from './exchange/identity-exchange.ts';
-import { InboundLimiter } from './lifecycle/connection-limits.ts';
+import { NodeHealth } from './health/node-health.ts';
+import { StorageHealth } from './health/storage-health.ts';
+import { HolePuncher } from './holepunch/hole-puncher.ts';
+import { type NodeIdentity, loadOrCreateIdentity } from './identity/key-store.ts';
+import { startInOrder, stopInReverse } from './lifecycle/component-lifecycle.ts';
+import { InboundLimiter, connectionLimitSettings } from './lifecycle/connection-limits.ts';
 import { type ConnectionInfo, ConnectionManager } from './lifecycle/connection-manager.ts';
 import { HistoryProtection } from './lifecycle/history-protection.ts';
 import { LimitCounters } from './lifecycle/limit-counters.ts';
 import { ProtocolRegistry } from './lifecycle/protocol-registry.ts';
-import { QuicTransport } from './quic/quic-transport.ts';
-import { EventBus } from './events/bus.ts';
-import type { NodeEventMap } from './events/types.ts';
-import { type NodeIdentity, loadOrCreateIdentity } from './identity/key-store.ts';
-import { type Logger, createLogger } from './base/logger.ts';
 import { MetadataFetcher } from './metadata/metadata-fetcher.ts';
-import { type MetadataContent, MetadataPublisher } from './metadata/metadata-publisher.ts';
+import { MetadataPublisher } from './metadata/metadata-publisher.ts';
+import { SelfMetadata, initialMetadata } from './metadata/self-metadata.ts';
+import { ReachabilityService } from './nat/reachability.ts';
 import { HearsayVerifier } from './peers/hearsay-verifier.ts';
 import { KnownPeersService } from './peers/known-peers-service.ts';
 import { PeerTrust } from './peers/peer-trust.ts';
-import { NodeHealth } from './health/node-health.ts';
-import { StorageHealth } from './health/storage-health.ts';
+import { QuicTransport } from './quic/quic-transport.ts';
+import { RelayClient } from './relay/relay-client.ts';
+import { RelayServer, relayLimits } from './relay/relay-server.ts';
+import { RelayedTransport } from './relay/relayed-transport.ts';
 import { LOCK_FILE, lockDataDir } from './storage/data-dir-lock.ts';
 import { asStorageError, storageStep } from './storage/storage-failure.ts';
 import { NODE_VERSION } from './version.ts';
-import { isLocalHost } from './util/local-addresses.ts';
-
-/** A part of the node with a lifecycle; the root starts them in order and stops them in reverse. */
-export interface Component {
-  readonly name: string;
-  start?(): Promise<void> | void;
-  stop?(): Promise<void> | void;
-}
 
 export interface StartNodeOptions {
   readonly logger?: Logger;
 }
 
 /**
- * The composition root: builds every component of the node from the configuration, starts them in
- * order and stops them in reverse. Components receive what they need from here and talk to each
- * other through the event bus.
+ * The composition root: builds the shared components (NodeComponents) and every component of the
+ * node from the configuration, starts them in order and stops them in reverse. Each component gets
+ * what it needs from the components object plus its own settings; policy lives in the components.
  */
 export class RemoteNode {
   readonly version = NODE_VERSION;
-  readonly bus: EventBus<NodeEventMap>;
-  readonly knownPeers: KnownPeersService;
-  readonly nodeState: NodeStateRepository;
-  readonly health: NodeHealth;
   readonly startedAt = new Date();
-  readonly dht: MainlineDht;
+  readonly components: NodeComponents;
+  readonly health: NodeHealth;
   readonly topicDiscovery: TopicDiscovery;
-  readonly metadataPublisher: MetadataPublisher;
-  readonly metadataFetcher: MetadataFetcher;
-  readonly transport: QuicTransport;
   readonly connectionLimits: InboundLimiter;
-  readonly connections: ConnectionManager;
-  /** Inbound streams by their first message; each component registers its protocols at start. */
-  readonly protocols = new ProtocolRegistry();
   readonly discovery: DiscoveryService;
+  readonly dialer: PeerDialer;
   readonly reachability: ReachabilityService;
   readonly relayServer: RelayServer;
   readonly relayedTransport: RelayedTransport;
@@ -80,8 +68,7 @@ export class RemoteNode {
   readonly holePuncher: HolePuncher;
   readonly hearsay: HearsayVerifier;
 
-  private readonly specificHost: string | null;
-  private readonly components: Component[];
+  private readonly lifecycle: Component[];
   private stopping: Promise<void> | undefined;
 
   private constructor(
@@ -92,243 +79,163 @@ export class RemoteNode {
     private readonly database: OpenedDatabase,
     private readonly releaseLock: () => void,
   ) {
-    this.bus = new EventBus<NodeEventMap>((error, type) => logger.error({ err: error, event: type }, 'event listener failed'));
-    this.nodeState = new NodeStateRepository(database.db);
-    const storage = new StorageHealth({ path: database.file, bus: this.bus, logger });
+    const { node: nodeConfig, peer_discovery: discoveryConfig } = config;
+    const bus = new EventBus<NodeEventMap>((error, type) => logger.error({ err: error, event: type }, 'event listener failed'));
+    const storage = new StorageHealth({ path: database.file, bus, logger });
     this.health = new NodeHealth(storage);
-    this.knownPeers = new KnownPeersService(
-      new KnownPeersRepository(database.db, config.peer_discovery.max_known_peers, config.peer_discovery.max_unverified_peers),
-      this.bus,
-      identity.publicKey,
-      { storage, trust: new PeerTrust(config.peer_discovery.hearsay_per_minute) },
-    );
-
-    const specificHost = config.node.listen_host === '0.0.0.0' ? null : config.node.listen_host;
-    this.specificHost = specificHost;
-    this.dht = new MainlineDht({
-      // Chosen before reachability is known: BEP 42 only for a node configured public.
-      nodeId: chooseNodeId(config.node.node_type === 'public' ? 'public' : 'private', specificHost),
-      bootstrap: config.dht.bootstrap_nodes,
-      host: config.node.listen_host,
-      port: config.dht.dht_port,
-      logger,
-    });
-    this.topicDiscovery = new TopicDiscovery({
-      dht: this.dht,
-      topic: config.peer_discovery.topic,
-      intervalMs: config.peer_discovery.discovery_interval * 1000,
-      announcePort: () => this.quicPort || this.dht.port,
-      announce: () => this.nodeType === 'public',
-      ownAddress: () => (specificHost ? { host: specificHost, port: this.quicPort || this.dht.port } : null),
-      bus: this.bus,
-      logger,
-    });
-    this.metadataPublisher = new MetadataPublisher({
-      dht: this.dht,
-      identity,
-      nodeState: this.nodeState,
-      bus: this.bus,
-      logger,
-      republishIntervalMs: config.dht.metadata_republish_interval * 1000,
-      content: () => this.initialMetadata(specificHost),
-      // The seed: a NAT node publishes only once it has a relay session (and `auto` waits for its
-      // reachability verdict: an unreachable address must never be published).
-      held: config.node.node_type !== 'public',
+    const repository = new KnownPeersRepository(database.db, discoveryConfig.max_known_peers, discoveryConfig.max_unverified_peers);
+    const knownPeers = new KnownPeersService(repository, bus, identity.publicKey, {
       storage,
+      trust: new PeerTrust(discoveryConfig.hearsay_per_minute),
     });
-    this.metadataFetcher = new MetadataFetcher({
-      dht: this.dht,
-      bus: this.bus,
-      logger,
-      ttlMs: config.dht.metadata_cache_ttl * 1000,
+    const base = { config, logger, identity, bus, storage, knownPeers, nodeState: new NodeStateRepository(database.db) };
+    const specificHost = nodeConfig.listen_host === '0.0.0.0' ? null : nodeConfig.listen_host;
+    // Chosen before reachability is known: BEP 42 only for a node configured public.
+    const nodeId = chooseNodeId(nodeConfig.node_type === 'public' ? 'public' : 'private', specificHost);
+    const dht = new MainlineDht({
+      ...base,
+      nodeId,
+      bootstrap: config.dht.bootstrap_nodes,
+      host: nodeConfig.listen_host,
+      port: config.dht.dht_port,
     });
-    const idleTimeoutMs = config.quic.quic_idle_timeout * 1000;
-    const limits = config.connection_limits;
     const limitCounters = new LimitCounters();
     this.connectionLimits = new InboundLimiter({
-      settings: {
-        maxInboundPerIp: limits.max_inbound_per_ip,
-        maxInboundPerSubnet: limits.max_inbound_per_subnet,
-        maxPendingPerIp: limits.max_pending_per_ip,
-        maxPending: limits.max_pending,
-        inboundPerMinutePerIp: limits.inbound_rate_per_ip,
-        inboundBurstPerIp: limits.inbound_burst_per_ip,
-        allowlist: limits.allowlist,
-      },
+      ...base,
+      settings: connectionLimitSettings(config.connection_limits),
       // The connection manager, built below, owns the slots and decides what to prune.
-      capacity: { makeRoomFor: (group, reserved) => this.connections.makeRoomFor(group, reserved) },
+      capacity: { makeRoomFor: (group, reserved) => this.components.connections.makeRoomFor(group, reserved) },
       counters: limitCounters,
-      bus: this.bus,
-      logger,
     });
-    this.transport = new QuicTransport({
-      identity,
-      host: config.node.listen_host,
+    const idleTimeoutMs = config.quic.quic_idle_timeout * 1000;
+    const transport = new QuicTransport({
+      ...base,
+      host: nodeConfig.listen_host,
       port: config.quic.quic_port,
-      logger,
       // Above our own idle timeout, so that the lifecycle marks a connection STALE and closes it
       // itself (and says so) before QUIC would drop it silently.
       idleTimeoutMs: idleTimeoutMs * 2,
       maxConnections: config.quic.max_connections,
       admission: this.connectionLimits,
     });
+    const addresses = new AddressBook({
+      ...base,
+      mode: nodeConfig.node_type,
+      listenHost: nodeConfig.listen_host,
+      relayMode: config.relay.relay_mode,
+      configuredQuicPort: config.quic.quic_port,
+      transport,
+      dht,
+    });
+    const publisher = new MetadataPublisher({
+      ...base,
+      dht,
+      republishIntervalMs: config.dht.metadata_republish_interval * 1000,
+      content: () => initialMetadata(addresses),
+      // The seed: a NAT node publishes only once it has a relay session (and `auto` waits for its
+      // reachability verdict: an unreachable address must never be published).
+      held: nodeConfig.node_type !== 'public',
+    });
+    const fetcher = new MetadataFetcher({ ...base, dht, ttlMs: config.dht.metadata_cache_ttl * 1000 });
     const exchanger = new IdentityExchanger({
       local: {
         identity,
-        dhtNodeId: () => this.dhtNodeId,
-        nodeType: () => this.nodeType,
-        isRelay: () => this.isRelay,
-        topic: () => config.peer_discovery.topic,
-        dhtPort: () => this.dht.port,
-        listenAddresses: () => this.listenAddresses(),
+        dhtNodeId: () => dht.nodeId.toString('hex'),
+        nodeType: () => addresses.nodeType,
+        isRelay: () => addresses.isRelay,
+        topic: () => discoveryConfig.topic,
+        dhtPort: () => dht.port,
+        listenAddresses: () => addresses.listenAddresses(),
       },
-      knownPeers: this.knownPeers,
-      maxPeersToShare: config.peer_discovery.max_known_peers_to_share,
-      sharePerMinute: config.peer_discovery.hearsay_per_minute,
+      knownPeers,
+      maxPeersToShare: discoveryConfig.max_known_peers_to_share,
+      sharePerMinute: discoveryConfig.hearsay_per_minute,
     });
-    this.connections = new ConnectionManager({
-      transport: this.transport,
+    const protocols = new ProtocolRegistry();
+    const connections = new ConnectionManager({
+      ...base,
+      transport,
       exchanger,
-      protocols: this.protocols,
-      bus: this.bus,
-      logger,
+      protocols,
       idleTimeoutMs,
       cleanupIntervalMs: Math.min(60_000, Math.max(1_000, idleTimeoutMs / 4)),
       maxConnections: config.quic.max_connections,
       ownPeerId: identity.peerId,
-      storage,
       limitCounters,
     });
-    this.discovery = new DiscoveryService({
-      connections: this.connections,
-      fetcher: this.metadataFetcher,
-      knownPeers: this.knownPeers.repository,
-      bus: this.bus,
-      logger,
-      ownPeerId: identity.peerId,
-      bootstrap: config.peer_discovery.bootstrap_peers,
-      intervalMs: config.peer_discovery.discovery_interval * 1000,
-      maxConnections: config.quic.max_connections,
-      targetConnections: config.peer_discovery.target_connections,
-      isOwnAddress: (address) => address.port === this.quicPort && isLocalHost(address.host),
-      connectRelayed: (route) => this.connectRelayed(route),
+    const c: NodeComponents = { ...base, protocols, dht, transport, addresses, fetcher, publisher, connections };
+    this.components = c;
+
+    this.topicDiscovery = new TopicDiscovery({
+      ...c,
+      topic: discoveryConfig.topic,
+      intervalMs: discoveryConfig.discovery_interval * 1000,
+      announcePort: () => addresses.quicPort || dht.port,
+      announce: () => addresses.nodeType === 'public',
+      ownAddress: () => (specificHost ? { host: specificHost, port: addresses.quicPort || dht.port } : null),
     });
     this.reachability = new ReachabilityService({
-      mode: config.node.node_type,
-      connections: this.connections,
-      protocols: this.protocols,
-      probe: (address, peerId, timeoutMs) => this.transport.probe(address, peerId, timeoutMs),
-      bus: this.bus,
-      logger,
-      quicPort: () => this.quicPort,
+      ...c,
+      mode: nodeConfig.node_type,
+      observed: addresses.observed,
+      probe: (address, peerId, timeoutMs) => transport.probe(address, peerId, timeoutMs),
       recheckIntervalMs: config.nat.recheck_interval * 1000,
       unsettledRecheckIntervalMs: config.nat.unsettled_recheck_interval * 1000,
     });
     this.relayServer = new RelayServer({
-      enabled: () => this.isRelay,
-      connections: this.connections,
-      protocols: this.protocols,
-      bus: this.bus,
-      logger,
-      limits: {
-        maxSessions: config.relay.relay_max_sessions,
-        maxCircuitsPerPeer: config.relay.relay_max_circuits_per_peer,
-        maxCircuitBytes: config.relay.relay_max_circuit_bytes,
-        maxCircuitDurationMs: config.relay.relay_max_circuit_duration * 1000,
-      },
+      ...c,
+      enabled: () => addresses.isRelay,
+      limits: relayLimits(config.relay),
       keepaliveIntervalMs: config.relay.relay_keepalive_interval * 1000,
-      ownAddress: () => this.publicAddress,
+      ownAddress: () => addresses.publicAddress,
     });
-    this.relayedTransport = new RelayedTransport({ identity, connections: this.connections, protocols: this.protocols, logger });
-    this.relayClient = new RelayClient({
+    this.relayedTransport = new RelayedTransport(c);
+    this.dialer = new PeerDialer({ ...c, relayedTransport: this.relayedTransport });
+    this.relayClient = new RelayClient({ ...c, ownPeerId: identity.peerId, connectToPeer: (peerId) => this.dialer.connectToPeer(peerId) });
+    this.discovery = new DiscoveryService({
+      ...c,
       ownPeerId: identity.peerId,
-      connections: this.connections,
-      knownPeers: this.knownPeers.repository,
-      bus: this.bus,
-      logger,
-      connectToPeer: (peerId) => this.connectToPeer(peerId),
+      bootstrap: discoveryConfig.bootstrap_peers,
+      intervalMs: discoveryConfig.discovery_interval * 1000,
+      maxConnections: config.quic.max_connections,
+      targetConnections: discoveryConfig.target_connections,
+      isOwnAddress: (address) => addresses.isOwnAddress(address),
+      connectRelayed: (route) => this.dialer.connectRelayed(route),
     });
     this.holePuncher = new HolePuncher({
-      connections: this.connections,
-      protocols: this.protocols,
-      sendRaw: (data, address) => this.transport.sendRaw(data, address),
-      bus: this.bus,
-      logger,
-      ownAddresses: () => [...this.reachability.observed.addresses(), ...this.listenAddresses()],
+      ...c,
+      sendRaw: (data, address) => transport.sendRaw(data, address),
+      ownAddresses: () => addresses.ownAddresses(),
     });
-    this.hearsay = new HearsayVerifier({
-      knownPeers: this.knownPeers,
-      fetcher: this.metadataFetcher,
-      bus: this.bus,
-      logger,
-      disconnect: (peerId, reason) => this.connections.disconnect(peerId, reason),
-    });
-    const reachabilityPolicy = new ReachabilityPolicy({
-      mode: config.node.node_type,
+    this.hearsay = new HearsayVerifier({ ...c, disconnect: (peerId, reason) => connections.disconnect(peerId, reason) });
+    const selfMetadata = new SelfMetadata({
+      ...c,
+      mode: nodeConfig.node_type,
       reachability: this.reachability,
       relayClient: this.relayClient,
-      publisher: this.metadataPublisher,
-      connections: this.connections,
-      bus: this.bus,
-      logger,
       relayGraceMs: config.nat.relay_grace_period * 1000,
-      isRelay: () => this.isRelay,
-      publicAddress: () => this.publicAddress,
-      listensOnSpecificHost: specificHost !== null,
     });
-    // A peer's DHT node joins our routing table once the exchange told us its port.
-    this.bus.on('peer.exchanged', (e) => {
-      const remote = parseHostPort(e.payload.remoteAddress);
-      if (remote && e.payload.dhtPort > 0 && this.dht.running) this.dht.addNode({ host: remote.host, port: e.payload.dhtPort });
-    });
-    const historyProtection = new HistoryProtection({
-      bus: this.bus,
-      connections: this.connections,
-      bootstrap: config.peer_discovery.bootstrap_peers,
-    });
-    this.components = [
-      this.dht,
+    // Started in this order, stopped in reverse. The address book goes first: its view of the
+    // verdict must be current when any other listener of a verdict runs.
+    this.lifecycle = [
+      addresses,
+      dht,
       this.connectionLimits,
-      historyProtection,
-      this.transport,
-      this.connections,
+      new HistoryProtection({ ...c, bootstrap: discoveryConfig.bootstrap_peers }),
+      transport,
+      connections,
+      new DhtExchangeFeed(c),
       this.reachability,
       this.relayServer,
       this.relayedTransport,
       this.holePuncher,
       this.topicDiscovery,
-      this.metadataPublisher,
+      publisher,
       this.relayClient,
-      reachabilityPolicy,
+      selfMetadata,
       this.hearsay,
       this.discovery,
     ];
-  }
-
-  /**
-   * Connects to a known peer the way its DHT metadata says (the seed's connection flow): directly
-   * when it is public, through its relay when it is behind NAT.
-   */
-  async connectToPeer(peerId: string): Promise<ConnectionInfo> {
-    const existing = this.connections.byPeer(peerId);
-    if (existing) return existing;
-    const route = await resolvePeerRoute(peerId, this.knownPeers.repository, this.metadataFetcher);
-    if (route.kind === 'direct') return this.connections.connect(route.address, peerId);
-    return this.connectRelayed(route);
-  }
-
-  private connectRelayed(route: RelayRoute): Promise<ConnectionInfo> {
-    return this.connections.connectVia(route.targetPeerId, formatAddress(route.relayAddress), () => this.relayedTransport.dial(route));
-  }
-
-  /** Our address as the internet reaches it, when known (the listen address, or what peers observe). */
-  get publicAddress(): string | null {
-    if (this.nodeType !== 'public') return null;
-    return publicAddressOf(this.reachability.observed, this.specificHost, this.quicPort);
-  }
-
-  private listenAddresses(): string[] {
-    return this.specificHost ? [formatAddress({ host: this.specificHost, port: this.quicPort })] : [];
   }
 
   static async start(config: Config, options: StartNodeOptions = {}): Promise<RemoteNode> {
@@ -344,7 +251,7 @@ export class RemoteNode {
       logger.info({ peerId: identity.peerId, keyFile: privateKeyFile, created }, created ? 'identity created' : 'identity loaded');
       database = storageStep('open the database', databaseFile, () => openDatabase(databaseFile));
       node = new RemoteNode(config, logger, identity, dataDir, database, releaseLock);
-      await node.startComponents();
+      await startInOrder(node.lifecycle, logger);
     } catch (error) {
       if (database) closeAfterFailedStart(database, logger);
       releaseLock();
@@ -352,64 +259,6 @@ export class RemoteNode {
       throw asStorageError(error, 'write to the database', databaseFile);
     }
     return node;
-  }
-
-  get peerId(): string {
-    return this.identity.peerId;
-  }
-
-  get dhtNodeId(): string {
-    return this.dht.nodeId.toString('hex');
-  }
-
-  /** The QUIC port peers dial (the bound one once the transport started). */
-  get quicPort(): number {
-    return this.transport.running ? this.transport.port : this.config.quic.quic_port;
-  }
-
-  get dhtAddress(): HostPort {
-    return { host: this.config.node.listen_host, port: this.dht.port };
-  }
-
-  private initialMetadata(specificHost: string | null): MetadataContent {
-    const port = this.quicPort || null;
-    return {
-      publicIp: this.nodeType === 'public' ? specificHost : null,
-      privateIp: specificHost,
-      publicPort: this.nodeType === 'public' ? port : null,
-      privatePort: port,
-      nodeType: this.nodeType,
-      isRelay: this.isRelay,
-      usingRelay: false,
-      connectedRelay: null,
-      relaySessionId: null,
-      relayAddress: null,
-      protocols: ['remote-network/1'],
-      capabilities: this.isRelay ? ['relay'] : [],
-    };
-  }
-
-  /** Forced by the config, or as reachability detection found (`auto` is private until then). */
-  get nodeType(): NodeType {
-    return this.reachability.reachability === 'PUBLIC' ? 'public' : 'private';
-  }
-
-  /** A relay serves only once it is known to be public. */
-  get isRelay(): boolean {
-    return this.config.relay.relay_mode && this.nodeType === 'public';
-  }
-
-  private async startComponents(): Promise<void> {
-    const started: Component[] = [];
-    try {
-      for (const component of this.components) {
-        await component.start?.();
-        started.push(component);
-      }
-    } catch (error) {
-      await this.stopComponents(started.reverse());
-      throw error;
-    }
   }
 
   /**
@@ -420,7 +269,7 @@ export class RemoteNode {
   stop(reason = 'stop requested'): Promise<void> {
     this.stopping ??= (async () => {
       this.bus.emit('node.stopping', { peerId: this.peerId, reason });
-      await this.stopComponents([...this.components].reverse());
+      await stopInReverse(this.lifecycle, this.logger);
       let failure: { error: unknown } | undefined;
       try {
         storageStep('checkpoint and close the database', this.database.file, () => this.database.close());
@@ -435,17 +284,55 @@ export class RemoteNode {
     return this.stopping;
   }
 
-  private async stopComponents(components: Component[]): Promise<void> {
-    for (const component of components) {
-      const started = performance.now();
-      try {
-        await component.stop?.();
-        this.logger.debug({ component: component.name, ms: Math.round(performance.now() - started) }, 'component stopped');
-      } catch (error) {
-        // Keep stopping the rest: one failing component must not leave sockets or the database open.
-        this.logger.error({ err: error, component: component.name }, 'component failed to stop');
-      }
-    }
+  // Shorthands for the shared components (the API, the CLI and tests read them).
+  get bus(): EventBus<NodeEventMap> {
+    return this.components.bus;
+  }
+  get knownPeers(): KnownPeersService {
+    return this.components.knownPeers;
+  }
+  get connections(): ConnectionManager {
+    return this.components.connections;
+  }
+  get protocols(): ProtocolRegistry {
+    return this.components.protocols;
+  }
+  get dht(): MainlineDht {
+    return this.components.dht;
+  }
+  get transport(): QuicTransport {
+    return this.components.transport;
+  }
+  get addresses(): AddressBook {
+    return this.components.addresses;
+  }
+  get metadataPublisher(): MetadataPublisher {
+    return this.components.publisher;
+  }
+  get metadataFetcher(): MetadataFetcher {
+    return this.components.fetcher;
+  }
+  get nodeState(): NodeStateRepository {
+    return this.components.nodeState;
+  }
+  get peerId(): string {
+    return this.identity.peerId;
+  }
+  get dhtNodeId(): string {
+    return this.dht.nodeId.toString('hex');
+  }
+  get quicPort(): number {
+    return this.addresses.quicPort;
+  }
+  get nodeType(): NodeType {
+    return this.addresses.nodeType;
+  }
+  get isRelay(): boolean {
+    return this.addresses.isRelay;
+  }
+
+  connectToPeer(peerId: string): Promise<ConnectionInfo> {
+    return this.dialer.connectToPeer(peerId);
   }
 }
 

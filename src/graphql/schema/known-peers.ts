@@ -15,7 +15,7 @@ export const KnownPeerSource = builder.enumType('KnownPeerSource', {
 });
 
 export const KnownPeer = builder.loadableObjectRef<KnownPeerRecord, string>('KnownPeer', {
-  load: (peerIds, ctx) => Promise.resolve(ctx.node.knownPeers.repository.getMany(peerIds).map(orNotFound)),
+  load: (peerIds, ctx) => Promise.resolve(ctx.node.knownPeers.getMany(peerIds).map(orNotFound)),
 });
 
 KnownPeer.implement({
@@ -78,14 +78,14 @@ builder.queryField('knownPeers', (t) =>
         }
         const after = args.after == null ? undefined : decodeCursor(args.after);
         const filter = { isRelay: args.isRelay ?? undefined, topic: args.topic ?? undefined, verified: args.verified ?? undefined };
-        const repository = ctx.node.knownPeers.repository;
-        const page = repository.page(filter, first, after);
+        const knownPeers = ctx.node.knownPeers;
+        const page = knownPeers.page(filter, first, after);
         const loader = KnownPeer.getDataloader(ctx);
         for (const row of page.rows) loader.prime(row.peerId, row);
         const edges = page.rows.map((node) => ({ node, cursor: encodeCursor(node.peerId) }));
         return {
           edges,
-          totalCount: repository.count(filter),
+          totalCount: knownPeers.count(filter),
           pageInfo: {
             hasNextPage: page.hasNextPage,
             hasPreviousPage: after !== undefined,

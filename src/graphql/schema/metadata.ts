@@ -41,7 +41,7 @@ builder.queryField('peerMetadata', (t) =>
     args: { peerId: t.arg({ type: 'PeerId', required: true }), fresh: t.arg.boolean({ required: false }) },
     resolve: async (_root, args, ctx) => {
       const { peerId } = args;
-      const publicKey = peerId === ctx.node.peerId ? ctx.node.identity.publicKey : ctx.node.knownPeers.repository.get(peerId)?.publicKey;
+      const publicKey = peerId === ctx.node.peerId ? ctx.node.identity.publicKey : ctx.node.knownPeers.get(peerId)?.publicKey;
       if (!publicKey) throw new PeerNotKnownError(peerId);
       const fetched = await ctx.node.metadataFetcher.fetch(publicKey, { fresh: args.fresh ?? false });
       if (!fetched) throw new MetadataNotFoundError(peerId);

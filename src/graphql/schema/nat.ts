@@ -59,7 +59,7 @@ const NatInfo = builder.objectRef<RemoteNode>('NatInfo').implement({
     type: t.field({ type: NatType, resolve: (n) => n.reachability.natType }),
     observedAddresses: t.stringList({
       description: 'Our address as directly connected peers see it, most reported first.',
-      resolve: (n) => n.reachability.observed.addresses(),
+      resolve: (n) => n.addresses.observed.addresses(),
     }),
   }),
 });

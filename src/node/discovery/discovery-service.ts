@@ -1,4 +1,4 @@
-import type { KnownPeersRepository } from '../../db/known-peers.ts';
+import type { KnownPeersService } from '../peers/known-peers-service.ts';
 import { type HostPort, parseHostPort } from '../base/address.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
@@ -60,7 +60,7 @@ type Target = { kind: 'peer'; peerId: string } | { kind: 'address'; address: Hos
 export interface DiscoveryServiceOptions {
   readonly connections: ConnectionManager;
   readonly fetcher: MetadataFetcher;
-  readonly knownPeers: KnownPeersRepository;
+  readonly knownPeers: KnownPeersService;
   readonly bus: EventBus<NodeEventMap>;
   readonly logger: Logger;
   readonly ownPeerId: string;

@@ -1,4 +1,4 @@
-import type { KnownPeersRepository } from '../../db/known-peers.ts';
+import type { KnownPeersService } from '../peers/known-peers-service.ts';
 import { type HostPort, parseHostPort } from '../base/address.ts';
 import type { MetadataFetcher } from '../metadata/metadata-fetcher.ts';
 import { MetadataNotFoundError } from '../metadata/peer-metadata.ts';
@@ -12,7 +12,7 @@ export type PeerRoute = { readonly kind: 'direct'; readonly address: HostPort } 
  * Where to dial a known peer, per the seed: its address comes from its DHT metadata; a public peer
  * is dialled directly; a NAT peer through its relay; a NAT peer without a relay not at all.
  */
-export async function resolvePeerRoute(peerId: string, knownPeers: KnownPeersRepository, fetcher: MetadataFetcher): Promise<PeerRoute> {
+export async function resolvePeerRoute(peerId: string, knownPeers: KnownPeersService, fetcher: MetadataFetcher): Promise<PeerRoute> {
   const peer = knownPeers.get(peerId);
   if (!peer) throw new PeerNotKnownError(peerId);
   const fetched = await fetcher.fetch(peer.publicKey);

@@ -162,14 +162,14 @@ export class IdentityExchanger {
     const { local, knownPeers, maxPeersToShare } = this.options;
     const told = this.toldOn(connection);
     const limit = Math.min(maxPeersToShare, this.budget.available(connection.id));
-    const peers: KnownPeerEntry[] = (
-      limit > 0 ? knownPeers.repository.recent(limit, [local.identity.peerId, remotePeerId, ...told]) : []
-    ).map((p) => ({
-      peer_id: p.peerId,
-      dht_node_id: p.dhtNodeId,
-      public_key: Buffer.from(p.publicKey).toString('hex'),
-      is_relay: p.isRelay,
-    }));
+    const peers: KnownPeerEntry[] = (limit > 0 ? knownPeers.recent(limit, [local.identity.peerId, remotePeerId, ...told]) : []).map(
+      (p) => ({
+        peer_id: p.peerId,
+        dht_node_id: p.dhtNodeId,
+        public_key: Buffer.from(p.publicKey).toString('hex'),
+        is_relay: p.isRelay,
+      }),
+    );
     this.budget.takeUpTo(connection.id, peers.length);
     return { type: 'known_peers' as const, topic: local.topic(), peers, count: peers.length };
   }

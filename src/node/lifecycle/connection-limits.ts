@@ -1,3 +1,4 @@
+import type { Config } from '../config/schema.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import type { Logger } from '../base/logger.ts';
@@ -42,6 +43,19 @@ export interface ConnectionCapacity {
    * still on their way in; at capacity it may prune a connection of a more crowded network.
    */
   makeRoomFor(group: string, reserved: number): boolean;
+}
+
+/** The `[connection_limits]` section as the limiter reads it. */
+export function connectionLimitSettings(section: Config['connection_limits']): ConnectionLimitSettings {
+  return {
+    maxInboundPerIp: section.max_inbound_per_ip,
+    maxInboundPerSubnet: section.max_inbound_per_subnet,
+    maxPendingPerIp: section.max_pending_per_ip,
+    maxPending: section.max_pending,
+    inboundPerMinutePerIp: section.inbound_rate_per_ip,
+    inboundBurstPerIp: section.inbound_burst_per_ip,
+    allowlist: section.allowlist,
+  };
 }
 
 export interface InboundLimiterOptions {

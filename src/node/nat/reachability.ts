@@ -12,7 +12,7 @@ import type { PeerConnection } from '../quic/types.ts';
 import { setBounded } from '../util/bounded-map.ts';
 import { MessageChannel } from '../wire/channel.ts';
 import { dialbackRequestMessage, dialbackResultMessage } from '../wire/messages.ts';
-import { type NatType, ObservedAddresses } from './observed-addresses.ts';
+import type { NatType, ObservedAddresses } from './observed-addresses.ts';
 
 /**
  * How sure the verdict is: NONE (no verdict), PROVISIONAL (one peer's word, or peers of one
@@ -57,7 +57,8 @@ export interface ReachabilityOptions {
   readonly probe: (address: HostPort, peerId: string, timeoutMs: number) => Promise<boolean>;
   readonly bus: EventBus<NodeEventMap>;
   readonly logger: Logger;
-  readonly quicPort: () => number;
+  /** Where the addresses peers observe for us are recorded (the address book's). */
+  readonly observed: ObservedAddresses;
   /** Re-check period once CONFIRMED, and while PROVISIONAL or undecided. */
   readonly recheckIntervalMs: number;
   readonly unsettledRecheckIntervalMs: number;
@@ -112,7 +113,7 @@ export class ReachabilityService {
 
   constructor(private readonly options: ReachabilityOptions) {
     this.log = options.logger.child({ component: 'reachability' });
-    this.observed = new ObservedAddresses(options.quicPort);
+    this.observed = options.observed;
     this.verdict = options.mode === 'public' ? 'PUBLIC' : options.mode === 'private' ? 'PRIVATE' : 'UNKNOWN';
     this.confidenceLevel = options.mode === 'auto' ? 'NONE' : 'CONFIGURED';
     options.connections.interceptInbound((connection) => this.interceptDialback(connection));
@@ -390,13 +391,6 @@ export class ReachabilityService {
     this.servedThisMinute.push(now);
     setBounded(this.served, peerId, now, 4096);
   }
-}
-
-/** The observed address to publish for a node found public (its listen address if it has one). */
-export function publicAddressOf(observed: ObservedAddresses, specificHost: string | null, port: number): string | null {
-  if (specificHost) return formatAddress({ host: specificHost, port });
-  const primary = observed.primary;
-  return primary ? formatAddress(primary) : null;
 }
 
 /** The /24 (IPv4) or /48 (IPv6) network of a direct peer's `host:port`. */

@@ -109,7 +109,7 @@ export class HearsayVerifier {
   private sweep(): void {
     if (this.queue.length > 0) return;
     const now = Date.now();
-    for (const peer of this.options.knownPeers.repository.latest(MAX_VERIFY_QUEUE, { hearsayOnly: true })) {
+    for (const peer of this.options.knownPeers.latest(MAX_VERIFY_QUEUE, { hearsayOnly: true })) {
       if ((this.attempted.get(peer.peerId) ?? -Infinity) > now - ATTEMPT_QUIET_MS) continue;
       this.enqueue({ peerId: peer.peerId, via: null, attempt: 0 });
     }
@@ -145,7 +145,7 @@ export class HearsayVerifier {
   }
 
   private async verify(entry: Pending): Promise<void> {
-    const peer = this.options.knownPeers.repository.get(entry.peerId);
+    const peer = this.options.knownPeers.get(entry.peerId);
     if (!peer || peer.verified) return;
     setBounded(this.attempted, entry.peerId, Date.now(), MAX_VERIFY_QUEUE * 4);
     const found = await this.options.fetcher.findAny(peer.publicKey).catch((error: unknown) => {

@@ -1,4 +1,11 @@
-import type { KnownPeerInput, KnownPeerRecord, KnownPeersRepository, UpsertResult } from '../../db/known-peers.ts';
+import type {
+  KnownPeerFilter,
+  KnownPeerInput,
+  KnownPeerPage,
+  KnownPeerRecord,
+  KnownPeersRepository,
+  UpsertResult,
+} from '../../db/known-peers.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import type { StorageWriteReporter } from '../health/storage-health.ts';
@@ -21,6 +28,7 @@ export interface KnownPeersServiceOptions {
  * `peer.evicted`, hearsay that proved itself as `peer.verified`). What a peer tells us about
  * others goes through its `PeerTrust` allowance. A write the storage refuses (a full or
  * read-only disk) is reported to `storage` and recorded as not stored, so an exchange carries on.
+ * Components and the API read through it too: the repository itself stays private to it.
  */
 export class KnownPeersService {
   private readonly ownPublicKey: Buffer;
@@ -28,7 +36,7 @@ export class KnownPeersService {
   private readonly storage: StorageWriteReporter | undefined;
 
   constructor(
-    readonly repository: KnownPeersRepository,
+    private readonly repository: KnownPeersRepository,
     private readonly bus: EventBus<NodeEventMap>,
     ownPublicKey: Uint8Array,
     options: KnownPeersServiceOptions = {},
@@ -82,6 +90,33 @@ export class KnownPeersService {
     this.storage?.succeeded();
     if (marked?.wasHearsay) this.announceVerified(marked.record, 'dht', via);
     return marked?.record;
+  }
+
+  get(peerId: string): KnownPeerRecord | undefined {
+    return this.repository.get(peerId);
+  }
+
+  /** In the order asked, `undefined` where a peer is not known (a DataLoader batch). */
+  getMany(peerIds: readonly string[]): Array<KnownPeerRecord | undefined> {
+    return this.repository.getMany(peerIds);
+  }
+
+  /** Verified peers seen most recently, without `excludePeerIds`: what is worth sharing or dialling. */
+  recent(limit: number, excludePeerIds: readonly string[] = []): KnownPeerRecord[] {
+    return this.repository.recent(limit, excludePeerIds);
+  }
+
+  /** The newest entries (`hearsayOnly`: the unverified ones, for the verifier). */
+  latest(limit: number, options: { hearsayOnly?: boolean } = {}): KnownPeerRecord[] {
+    return this.repository.latest(limit, options);
+  }
+
+  page(filter: KnownPeerFilter, first: number, afterPeerId?: string): KnownPeerPage {
+    return this.repository.page(filter, first, afterPeerId);
+  }
+
+  count(filter: KnownPeerFilter = {}): number {
+    return this.repository.count(filter);
   }
 
   private announceVerified(peer: KnownPeerRecord, by: 'exchange' | 'dht', via: string | null): void {

@@ -1,4 +1,4 @@
-import type { KnownPeersRepository } from '../../db/known-peers.ts';
+import type { KnownPeersService } from '../peers/known-peers-service.ts';
 import { RemoteNetworkError } from '../base/errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
@@ -32,7 +32,7 @@ export interface RelaySession {
 export interface RelayClientOptions {
   readonly ownPeerId: string;
   readonly connections: ConnectionManager;
-  readonly knownPeers: KnownPeersRepository;
+  readonly knownPeers: KnownPeersService;
   readonly bus: EventBus<NodeEventMap>;
   readonly logger: Logger;
   /** Connects to a known peer by id (address from its metadata). */

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { Config } from '../config/schema.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
@@ -31,6 +32,16 @@ export interface RelayLimits {
   /** Bytes per circuit, both directions together. */
   readonly maxCircuitBytes: number;
   readonly maxCircuitDurationMs: number;
+}
+
+/** The `[relay]` section's limits as the relay server reads them. */
+export function relayLimits(section: Config['relay']): RelayLimits {
+  return {
+    maxSessions: section.relay_max_sessions,
+    maxCircuitsPerPeer: section.relay_max_circuits_per_peer,
+    maxCircuitBytes: section.relay_max_circuit_bytes,
+    maxCircuitDurationMs: section.relay_max_circuit_duration * 1000,
+  };
 }
 
 export interface RelaySessionInfo {

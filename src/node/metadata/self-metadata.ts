@@ -1,16 +1,39 @@
-import type { DecidedReachability, NodeTypeSetting } from '../base/node-type.ts';
+import type { AddressBook } from '../addresses/address-book.ts';
 import { type HostPort, parseHostPort } from '../base/address.ts';
+import type { Component } from '../base/component.ts';
+import type { Logger } from '../base/logger.ts';
+import type { DecidedReachability, NodeTypeSetting } from '../base/node-type.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
-import type { Logger } from '../base/logger.ts';
-import type { MetadataPublisher } from '../metadata/metadata-publisher.ts';
+import type { ReachabilityService } from '../nat/reachability.ts';
 import type { RelayClient } from '../relay/relay-client.ts';
-import type { ReachabilityService } from './reachability.ts';
+import type { MetadataContent, MetadataPublisher } from './metadata-publisher.ts';
 
-export interface ReachabilityPolicyOptions {
+/** Our metadata before anything is decided: a forced public node publishes this as it is. */
+export function initialMetadata(addresses: AddressBook): MetadataContent {
+  const port = addresses.quicPort || null;
+  const isPublic = addresses.nodeType === 'public';
+  return {
+    publicIp: isPublic ? addresses.specificHost : null,
+    privateIp: addresses.specificHost,
+    publicPort: isPublic ? port : null,
+    privatePort: port,
+    nodeType: addresses.nodeType,
+    isRelay: addresses.isRelay,
+    usingRelay: false,
+    connectedRelay: null,
+    relaySessionId: null,
+    relayAddress: null,
+    protocols: ['remote-network/1'],
+    capabilities: addresses.isRelay ? ['relay'] : [],
+  };
+}
+
+export interface SelfMetadataOptions {
   readonly mode: NodeTypeSetting;
   readonly reachability: ReachabilityService;
+  readonly addresses: AddressBook;
   readonly relayClient: RelayClient;
   readonly publisher: MetadataPublisher;
   readonly connections: ConnectionManager;
@@ -18,31 +41,27 @@ export interface ReachabilityPolicyOptions {
   readonly logger: Logger;
   /** An undecided `auto` node registers with a relay after this (to be reachable meanwhile). */
   readonly relayGraceMs: number;
-  /** Whether this node serves as a relay now (relay_mode, and public). */
-  readonly isRelay: () => boolean;
-  /** Our address as the internet reaches it, when public and known. */
-  readonly publicAddress: () => string | null;
-  /** The node listens on one specific address (its published address is that one, not what peers observe). */
-  readonly listensOnSpecificHost: boolean;
 }
 
 /**
- * What the node does about its reachability, per the seed's startup flow: a public node publishes
+ * Our own metadata, built and republished from reachability, relay and address events, per the
+ * seed's startup flow: a public node publishes
  * its address (and offers relay service if configured); a private node keeps a relay session and
  * publishes that relay; an `auto` node still undecided after the grace period registers with a relay
  * already, so it is reachable meanwhile, and drops the session if it turns out public. Every change
  * of verdict or relay is republished at once (seq + 1), a lost relay included (`using_relay` false,
  * no stale relay address), and told to connected peers by a re-exchange (their `is_relay`,
- * `node_type` for us change).
+ * `node_type` for us change). A private node's metadata must name its relay, so the relay client's
+ * session is driven from here too.
  */
-export class ReachabilityPolicy {
-  readonly name = 'reachability-policy';
+export class SelfMetadata implements Component {
+  readonly name = 'self-metadata';
   private graceTimer: NodeJS.Timeout | undefined;
   private readonly offs: Array<() => void> = [];
   private readonly log: Logger;
 
-  constructor(private readonly options: ReachabilityPolicyOptions) {
-    this.log = options.logger.child({ component: 'reachability-policy' });
+  constructor(private readonly options: SelfMetadataOptions) {
+    this.log = options.logger.child({ component: 'self-metadata' });
   }
 
   start(): void {
@@ -57,7 +76,7 @@ export class ReachabilityPolicy {
       }),
       // A public node that listens on every interface learns the address to publish from its peers.
       bus.on('peer.exchanged', () => {
-        if (reachability.reachability === 'PUBLIC' && !this.options.listensOnSpecificHost) void this.publishAddress();
+        if (reachability.reachability === 'PUBLIC' && this.options.addresses.specificHost === null) void this.publishAddress();
       }),
     );
     if (mode === 'private') relayClient.activate();
@@ -84,7 +103,7 @@ export class ReachabilityPolicy {
         // Reachable directly: a relay session (from the grace period, or from when we were behind
         // NAT) is dropped; the one publication below says so along with the rest.
         await relayClient.deactivate('this node is public');
-        const isRelay = this.options.isRelay();
+        const isRelay = this.options.addresses.isRelay;
         await publisher.update({
           nodeType: 'public',
           isRelay,
@@ -137,7 +156,7 @@ export class ReachabilityPolicy {
   }
 
   private addressFields(): { publicIp?: string; publicPort?: number } {
-    const text = this.options.publicAddress();
+    const text = this.options.addresses.publicAddress;
     const address: HostPort | undefined = text ? parseHostPort(text) : undefined;
     return address ? { publicIp: address.host, publicPort: address.port } : {};
   }

@@ -113,8 +113,7 @@ export async function benchRelay(): Promise<Figure[]> {
     }
     installSink(target);
     const route = { targetPeerId: target.peerId, relayPeerId: relay.peerId, relayAddress };
-    const connectRelayed = () =>
-      caller.connections.connectVia(target.peerId, `127.0.0.1:${relay.port}`, () => caller.relayedTransport.dial(route));
+    const connectRelayed = () => caller.dialer.connectRelayed(route);
 
     await caller.connections.connect({ host: '127.0.0.1', port: target.quicPort }, target.peerId);
     await transfer(caller, target, CHUNK_BYTES * 16); // warm-up

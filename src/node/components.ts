@@ -37,3 +37,9 @@ export interface NodeComponents {
   readonly publisher: MetadataPublisher;
   readonly connections: ConnectionManager;
 }
+
+/** What exists before the network parts: the node's own state and the registry its protocols join. */
+export type BaseComponents = Pick<
+  NodeComponents,
+  'config' | 'logger' | 'identity' | 'bus' | 'storage' | 'knownPeers' | 'nodeState' | 'protocols'
+>;

@@ -7,9 +7,8 @@ import { AddressBook } from './addresses/address-book.ts';
 import type { Component } from './base/component.ts';
 import { type Logger, createLogger } from './base/logger.ts';
 import type { NodeType } from './base/node-type.ts';
-import type { NodeComponents } from './components.ts';
+import type { BaseComponents, NodeComponents } from './components.ts';
 import type { Config } from './config/schema.ts';
-import { chooseNodeId } from './dht/bep42.ts';
 import { DhtExchangeFeed } from './dht/exchange-feed.ts';
 import { MainlineDht } from './dht/mainline-dht.ts';
 import { TopicDiscovery } from './dht/topic-discovery.ts';
@@ -23,7 +22,7 @@ import { StorageHealth } from './health/storage-health.ts';
 import { HolePuncher } from './holepunch/hole-puncher.ts';
 import { type NodeIdentity, loadOrCreateIdentity } from './identity/key-store.ts';
 import { startInOrder, stopInReverse } from './lifecycle/component-lifecycle.ts';
-import { InboundLimiter, connectionLimitSettings } from './lifecycle/connection-limits.ts';
+import { InboundLimiter } from './lifecycle/connection-limits.ts';
 import { type ConnectionInfo, ConnectionManager } from './lifecycle/connection-manager.ts';
 import { HistoryProtection } from './lifecycle/history-protection.ts';
 import { LimitCounters } from './lifecycle/limit-counters.ts';
@@ -37,7 +36,7 @@ import { KnownPeersService } from './peers/known-peers-service.ts';
 import { PeerTrust } from './peers/peer-trust.ts';
 import { QuicTransport } from './quic/quic-transport.ts';
 import { RelayClient } from './relay/relay-client.ts';
-import { RelayServer, relayLimits } from './relay/relay-server.ts';
+import { RelayServer } from './relay/relay-server.ts';
 import { RelayedTransport } from './relay/relayed-transport.ts';
 import { LOCK_FILE, lockDataDir } from './storage/data-dir-lock.ts';
 import { asStorageError, storageStep } from './storage/storage-failure.ts';
@@ -56,6 +55,16 @@ export class RemoteNode {
   readonly version = NODE_VERSION;
   readonly startedAt = new Date();
   readonly components: NodeComponents;
+  // The shared components the API, the CLI and tests read most.
+  readonly bus: EventBus<NodeEventMap>;
+  readonly knownPeers: KnownPeersService;
+  readonly connections: ConnectionManager;
+  readonly protocols: ProtocolRegistry;
+  readonly dht: MainlineDht;
+  readonly transport: QuicTransport;
+  readonly addresses: AddressBook;
+  readonly metadataPublisher: MetadataPublisher;
+  readonly metadataFetcher: MetadataFetcher;
   readonly health: NodeHealth;
   readonly topicDiscovery: TopicDiscovery;
   readonly connectionLimits: InboundLimiter;
@@ -63,7 +72,6 @@ export class RemoteNode {
   readonly dialer: PeerDialer;
   readonly reachability: ReachabilityService;
   readonly relayServer: RelayServer;
-  readonly relayedTransport: RelayedTransport;
   readonly relayClient: RelayClient;
   readonly holePuncher: HolePuncher;
   readonly hearsay: HearsayVerifier;
@@ -79,155 +87,62 @@ export class RemoteNode {
     private readonly database: OpenedDatabase,
     private readonly releaseLock: () => void,
   ) {
-    const { node: nodeConfig, peer_discovery: discoveryConfig } = config;
     const bus = new EventBus<NodeEventMap>((error, type) => logger.error({ err: error, event: type }, 'event listener failed'));
     const storage = new StorageHealth({ path: database.file, bus, logger });
     this.health = new NodeHealth(storage);
-    const repository = new KnownPeersRepository(database.db, discoveryConfig.max_known_peers, discoveryConfig.max_unverified_peers);
-    const knownPeers = new KnownPeersService(repository, bus, identity.publicKey, {
-      storage,
-      trust: new PeerTrust(discoveryConfig.hearsay_per_minute),
-    });
-    const base = { config, logger, identity, bus, storage, knownPeers, nodeState: new NodeStateRepository(database.db) };
-    const specificHost = nodeConfig.listen_host === '0.0.0.0' ? null : nodeConfig.listen_host;
-    // Chosen before reachability is known: BEP 42 only for a node configured public.
-    const nodeId = chooseNodeId(nodeConfig.node_type === 'public' ? 'public' : 'private', specificHost);
-    const dht = new MainlineDht({
-      ...base,
-      nodeId,
-      bootstrap: config.dht.bootstrap_nodes,
-      host: nodeConfig.listen_host,
-      port: config.dht.dht_port,
-    });
-    const limitCounters = new LimitCounters();
-    this.connectionLimits = new InboundLimiter({
-      ...base,
-      settings: connectionLimitSettings(config.connection_limits),
-      // The connection manager, built below, owns the slots and decides what to prune.
-      capacity: { makeRoomFor: (group, reserved) => this.components.connections.makeRoomFor(group, reserved) },
-      counters: limitCounters,
-    });
-    const idleTimeoutMs = config.quic.quic_idle_timeout * 1000;
-    const transport = new QuicTransport({
-      ...base,
-      host: nodeConfig.listen_host,
-      port: config.quic.quic_port,
-      // Above our own idle timeout, so that the lifecycle marks a connection STALE and closes it
-      // itself (and says so) before QUIC would drop it silently.
-      idleTimeoutMs: idleTimeoutMs * 2,
-      maxConnections: config.quic.max_connections,
-      admission: this.connectionLimits,
-    });
-    const addresses = new AddressBook({
-      ...base,
-      mode: nodeConfig.node_type,
-      listenHost: nodeConfig.listen_host,
-      relayMode: config.relay.relay_mode,
-      configuredQuicPort: config.quic.quic_port,
-      transport,
-      dht,
-    });
-    const publisher = new MetadataPublisher({
-      ...base,
-      dht,
-      republishIntervalMs: config.dht.metadata_republish_interval * 1000,
-      content: () => initialMetadata(addresses),
-      // The seed: a NAT node publishes only once it has a relay session (and `auto` waits for its
-      // reachability verdict: an unreachable address must never be published).
-      held: nodeConfig.node_type !== 'public',
-    });
-    const fetcher = new MetadataFetcher({ ...base, dht, ttlMs: config.dht.metadata_cache_ttl * 1000 });
-    const exchanger = new IdentityExchanger({
-      local: {
-        identity,
-        dhtNodeId: () => dht.nodeId.toString('hex'),
-        nodeType: () => addresses.nodeType,
-        isRelay: () => addresses.isRelay,
-        topic: () => discoveryConfig.topic,
-        dhtPort: () => dht.port,
-        listenAddresses: () => addresses.listenAddresses(),
+    const { max_known_peers, max_unverified_peers, hearsay_per_minute } = config.peer_discovery;
+    const knownPeers = new KnownPeersService(
+      new KnownPeersRepository(database.db, max_known_peers, max_unverified_peers),
+      bus,
+      identity.publicKey,
+      {
+        storage,
+        trust: new PeerTrust(hearsay_per_minute),
       },
-      knownPeers,
-      maxPeersToShare: discoveryConfig.max_known_peers_to_share,
-      sharePerMinute: discoveryConfig.hearsay_per_minute,
-    });
-    const protocols = new ProtocolRegistry();
-    const connections = new ConnectionManager({
-      ...base,
-      transport,
-      exchanger,
-      protocols,
-      idleTimeoutMs,
-      cleanupIntervalMs: Math.min(60_000, Math.max(1_000, idleTimeoutMs / 4)),
-      maxConnections: config.quic.max_connections,
-      ownPeerId: identity.peerId,
-      limitCounters,
-    });
-    const c: NodeComponents = { ...base, protocols, dht, transport, addresses, fetcher, publisher, connections };
-    this.components = c;
+    );
+    const nodeState = new NodeStateRepository(database.db);
+    const base: BaseComponents = { config, logger, identity, bus, storage, knownPeers, nodeState, protocols: new ProtocolRegistry() };
 
-    this.topicDiscovery = new TopicDiscovery({
-      ...c,
-      topic: discoveryConfig.topic,
-      intervalMs: discoveryConfig.discovery_interval * 1000,
-      announcePort: () => addresses.quicPort || dht.port,
-      announce: () => addresses.nodeType === 'public',
-      ownAddress: () => (specificHost ? { host: specificHost, port: addresses.quicPort || dht.port } : null),
-    });
-    this.reachability = new ReachabilityService({
-      ...c,
-      mode: nodeConfig.node_type,
-      observed: addresses.observed,
-      probe: (address, peerId, timeoutMs) => transport.probe(address, peerId, timeoutMs),
-      recheckIntervalMs: config.nat.recheck_interval * 1000,
-      unsettledRecheckIntervalMs: config.nat.unsettled_recheck_interval * 1000,
-    });
-    this.relayServer = new RelayServer({
-      ...c,
-      enabled: () => addresses.isRelay,
-      limits: relayLimits(config.relay),
-      keepaliveIntervalMs: config.relay.relay_keepalive_interval * 1000,
-      ownAddress: () => addresses.publicAddress,
-    });
-    this.relayedTransport = new RelayedTransport(c);
-    this.dialer = new PeerDialer({ ...c, relayedTransport: this.relayedTransport });
-    this.relayClient = new RelayClient({ ...c, ownPeerId: identity.peerId, connectToPeer: (peerId) => this.dialer.connectToPeer(peerId) });
-    this.discovery = new DiscoveryService({
-      ...c,
-      ownPeerId: identity.peerId,
-      bootstrap: discoveryConfig.bootstrap_peers,
-      intervalMs: discoveryConfig.discovery_interval * 1000,
-      maxConnections: config.quic.max_connections,
-      targetConnections: discoveryConfig.target_connections,
-      isOwnAddress: (address) => addresses.isOwnAddress(address),
-      connectRelayed: (route) => this.dialer.connectRelayed(route),
-    });
-    this.holePuncher = new HolePuncher({
-      ...c,
-      sendRaw: (data, address) => transport.sendRaw(data, address),
-      ownAddresses: () => addresses.ownAddresses(),
-    });
-    this.hearsay = new HearsayVerifier({ ...c, disconnect: (peerId, reason) => connections.disconnect(peerId, reason) });
-    const selfMetadata = new SelfMetadata({
-      ...c,
-      mode: nodeConfig.node_type,
-      reachability: this.reachability,
-      relayClient: this.relayClient,
-      relayGraceMs: config.nat.relay_grace_period * 1000,
-    });
+    // The network parts every component shares (the connection manager, built last, owns the slots
+    // the inbound limiter asks it to make room in).
+    const dht = MainlineDht.create(base);
+    const limitCounters = new LimitCounters();
+    const capacity = { makeRoomFor: (group: string, reserved: number) => connections.makeRoomFor(group, reserved) };
+    this.connectionLimits = InboundLimiter.create(base, capacity, limitCounters);
+    const transport = QuicTransport.create(base, this.connectionLimits);
+    const addresses = AddressBook.create(base, transport, dht);
+    const publisher = MetadataPublisher.create(base, dht, () => initialMetadata(addresses));
+    const fetcher = MetadataFetcher.create(base, dht);
+    const connections = ConnectionManager.create(base, transport, IdentityExchanger.create(base, dht, addresses), limitCounters);
+    const c: NodeComponents = { ...base, dht, transport, addresses, fetcher, publisher, connections };
+    this.components = c;
+    [this.bus, this.knownPeers, this.connections, this.protocols, this.dht] = [bus, knownPeers, connections, base.protocols, dht];
+    [this.transport, this.addresses, this.metadataPublisher, this.metadataFetcher] = [transport, addresses, publisher, fetcher];
+
+    // The components on top: one line each.
+    this.topicDiscovery = TopicDiscovery.create(c);
+    this.reachability = ReachabilityService.create(c);
+    this.relayServer = RelayServer.create(c);
+    const relayedTransport = new RelayedTransport(c);
+    this.dialer = new PeerDialer({ ...c, relayedTransport });
+    this.relayClient = RelayClient.create(c, this.dialer);
+    this.discovery = DiscoveryService.create(c, this.dialer);
+    this.holePuncher = HolePuncher.create(c);
+    this.hearsay = HearsayVerifier.create(c);
+    const selfMetadata = SelfMetadata.create(c, this.reachability, this.relayClient);
     // Started in this order, stopped in reverse. The address book goes first: its view of the
     // verdict must be current when any other listener of a verdict runs.
     this.lifecycle = [
       addresses,
       dht,
       this.connectionLimits,
-      new HistoryProtection({ ...c, bootstrap: discoveryConfig.bootstrap_peers }),
+      new HistoryProtection({ ...c, bootstrap: config.peer_discovery.bootstrap_peers }),
       transport,
       connections,
       new DhtExchangeFeed(c),
       this.reachability,
       this.relayServer,
-      this.relayedTransport,
+      relayedTransport,
       this.holePuncher,
       this.topicDiscovery,
       publisher,
@@ -284,37 +199,6 @@ export class RemoteNode {
     return this.stopping;
   }
 
-  // Shorthands for the shared components (the API, the CLI and tests read them).
-  get bus(): EventBus<NodeEventMap> {
-    return this.components.bus;
-  }
-  get knownPeers(): KnownPeersService {
-    return this.components.knownPeers;
-  }
-  get connections(): ConnectionManager {
-    return this.components.connections;
-  }
-  get protocols(): ProtocolRegistry {
-    return this.components.protocols;
-  }
-  get dht(): MainlineDht {
-    return this.components.dht;
-  }
-  get transport(): QuicTransport {
-    return this.components.transport;
-  }
-  get addresses(): AddressBook {
-    return this.components.addresses;
-  }
-  get metadataPublisher(): MetadataPublisher {
-    return this.components.publisher;
-  }
-  get metadataFetcher(): MetadataFetcher {
-    return this.components.fetcher;
-  }
-  get nodeState(): NodeStateRepository {
-    return this.components.nodeState;
-  }
   get peerId(): string {
     return this.identity.peerId;
   }

@@ -1,3 +1,4 @@
+import type { BaseComponents } from '../components.ts';
 import { type HostPort, formatAddress } from '../base/address.ts';
 import type { Component } from '../base/component.ts';
 import type { NodeType, NodeTypeSetting, Reachability } from '../base/node-type.ts';
@@ -33,6 +34,18 @@ export class AddressBook implements Component {
   readonly specificHost: string | null;
   private verdict: Reachability;
   private off: (() => void) | undefined;
+
+  static create({ config, bus }: BaseComponents, transport: AddressBookOptions['transport'], dht: AddressBookOptions['dht']): AddressBook {
+    return new AddressBook({
+      mode: config.node.node_type,
+      listenHost: config.node.listen_host,
+      relayMode: config.relay.relay_mode,
+      configuredQuicPort: config.quic.quic_port,
+      transport,
+      dht,
+      bus,
+    });
+  }
 
   constructor(private readonly options: AddressBookOptions) {
     this.specificHost = options.listenHost === '0.0.0.0' ? null : options.listenHost;

@@ -1,10 +1,12 @@
+import type { BaseComponents } from '../components.ts';
+import type { Component } from '../base/component.ts';
 import bencode from 'bencode';
 import DHT, { type DhtContact, type GetResponse } from 'bittorrent-dht';
 import type { HostPort } from '../base/address.ts';
 import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../base/peer-id.ts';
 import { verifySignature } from '../identity/signatures.ts';
 import type { Logger } from '../base/logger.ts';
-import { isValidBep42NodeId } from './bep42.ts';
+import { chooseNodeId, isValidBep42NodeId } from './bep42.ts';
 import { mutableTarget, signableBuffer, valueLengthOfSignable } from './bep44.ts';
 import { BEP44_SEQ_TOO_LOW, DHT_OPERATION_TIMEOUT_MS, DHT_QUERY_TIMEOUT_MS, K, MAX_BEP44_VALUE_BYTES } from './constants.ts';
 import { setBounded } from '../util/bounded-map.ts';
@@ -62,7 +64,7 @@ export interface MainlineDhtOptions {
  * table. bittorrent-dht exposes no per-node put results, so puts are sent here with its KRPC
  * client to the closest nodes (and their write tokens) that its own get lookup collected.
  */
-export class MainlineDht {
+export class MainlineDht implements Component {
   readonly name = 'dht';
   private dht: DHT | undefined;
   private guard: KrpcGuard | undefined;
@@ -74,6 +76,20 @@ export class MainlineDht {
   private readonly offered = new Map<string, number>();
   private readonly log: Logger;
   private readonly verify: (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean;
+
+  /** As the node runs it: `[dht]` and `[node] listen_host`; a BEP 42 id only for a node configured public. */
+  static create({ config, logger }: BaseComponents): MainlineDht {
+    const specificHost = config.node.listen_host === '0.0.0.0' ? null : config.node.listen_host;
+    // Chosen before reachability is known.
+    const nodeId = chooseNodeId(config.node.node_type === 'public' ? 'public' : 'private', specificHost);
+    return new MainlineDht({
+      nodeId,
+      bootstrap: config.dht.bootstrap_nodes,
+      host: config.node.listen_host,
+      port: config.dht.dht_port,
+      logger,
+    });
+  }
 
   constructor(private readonly options: MainlineDhtOptions) {
     this.log = options.logger.child({ component: 'dht' });

@@ -1,3 +1,5 @@
+import type { NodeComponents } from '../components.ts';
+import type { Component } from '../base/component.ts';
 import { createHash } from 'node:crypto';
 import type { HostPort } from '../base/address.ts';
 import type { EventBus } from '../events/bus.ts';
@@ -30,7 +32,7 @@ export interface TopicDiscoveryOptions {
  * every `intervalMs`. Addresses found are kept (most recent first, bounded) and announced on the
  * bus as `dht.topic.peer` for the connection layer.
  */
-export class TopicDiscovery {
+export class TopicDiscovery implements Component {
   readonly name = 'topic-discovery';
   readonly infoHash: Buffer;
   private readonly peers = new Map<string, TopicPeer>();
@@ -39,6 +41,21 @@ export class TopicDiscovery {
   private cycle: Promise<void> | undefined;
   private running = false;
   private readonly log: Logger;
+
+  /** As the node runs it: `[peer_discovery] topic`, announced while we are public. */
+  static create({ config, dht, addresses, bus, logger }: NodeComponents): TopicDiscovery {
+    const port = () => addresses.quicPort || dht.port;
+    return new TopicDiscovery({
+      dht,
+      bus,
+      logger,
+      topic: config.peer_discovery.topic,
+      intervalMs: config.peer_discovery.discovery_interval * 1000,
+      announcePort: port,
+      announce: () => addresses.nodeType === 'public',
+      ownAddress: () => (addresses.specificHost ? { host: addresses.specificHost, port: port() } : null),
+    });
+  }
 
   constructor(private readonly options: TopicDiscoveryOptions) {
     this.infoHash = createHash('sha1').update(options.topic).digest();

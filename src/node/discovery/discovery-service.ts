@@ -1,3 +1,6 @@
+import type { PeerDialer } from './peer-dialer.ts';
+import type { NodeComponents } from '../components.ts';
+import type { Component } from '../base/component.ts';
 import type { KnownPeersService } from '../peers/known-peers-service.ts';
 import { type HostPort, parseHostPort } from '../base/address.ts';
 import type { EventBus } from '../events/bus.ts';
@@ -92,7 +95,7 @@ export interface DiscoveryServiceOptions {
  * are dialled directly, NAT nodes through their relay (a NAT node without one is skipped). Dials
  * go through a bounded queue with exponential backoff per target and respect the connection cap.
  */
-export class DiscoveryService {
+export class DiscoveryService implements Component {
   readonly name = 'discovery';
   private readonly queue: Target[] = [];
   private readonly queued = new Set<string>();
@@ -116,6 +119,25 @@ export class DiscoveryService {
   private newsInFlight = false;
   private readonly unsubscribe: Array<() => void> = [];
   private readonly log: Logger;
+
+  /** As the node runs it: `[peer_discovery]` bootstrap peers, interval and connection target. */
+  static create(c: NodeComponents, dialer: PeerDialer): DiscoveryService {
+    const { config, connections, fetcher, knownPeers, bus, logger, identity, addresses } = c;
+    return new DiscoveryService({
+      connections,
+      fetcher,
+      knownPeers,
+      bus,
+      logger,
+      ownPeerId: identity.peerId,
+      bootstrap: config.peer_discovery.bootstrap_peers,
+      intervalMs: config.peer_discovery.discovery_interval * 1000,
+      maxConnections: config.quic.max_connections,
+      targetConnections: config.peer_discovery.target_connections,
+      isOwnAddress: (address) => addresses.isOwnAddress(address),
+      connectRelayed: (route) => dialer.connectRelayed(route),
+    });
+  }
 
   constructor(private readonly options: DiscoveryServiceOptions) {
     this.log = options.logger.child({ component: 'discovery' });

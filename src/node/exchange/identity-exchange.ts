@@ -1,3 +1,6 @@
+import type { MainlineDht } from '../dht/mainline-dht.ts';
+import type { AddressBook } from '../addresses/address-book.ts';
+import type { BaseComponents } from '../components.ts';
 import type { NodeType } from '../base/node-type.ts';
 import { formatAddress } from '../base/address.ts';
 import type { KnownPeerInput } from '../../db/known-peers.ts';
@@ -82,6 +85,25 @@ export class IdentityExchanger {
   private readonly told = new WeakMap<PeerConnection, Set<string>>();
   /** What each connection may still be told this minute (see `sharePerMinute`). */
   private readonly budget: TokenBuckets;
+
+  /** As the node runs it: what we tell peers about ourselves comes from the address book. */
+  static create({ config, identity, knownPeers }: BaseComponents, dht: MainlineDht, addresses: AddressBook): IdentityExchanger {
+    const discovery = config.peer_discovery;
+    return new IdentityExchanger({
+      local: {
+        identity,
+        dhtNodeId: () => dht.nodeId.toString('hex'),
+        nodeType: () => addresses.nodeType,
+        isRelay: () => addresses.isRelay,
+        topic: () => discovery.topic,
+        dhtPort: () => dht.port,
+        listenAddresses: () => addresses.listenAddresses(),
+      },
+      knownPeers,
+      maxPeersToShare: discovery.max_known_peers_to_share,
+      sharePerMinute: discovery.hearsay_per_minute,
+    });
+  }
 
   constructor(private readonly options: IdentityExchangerOptions) {
     const perMinute = options.sharePerMinute;

@@ -1,3 +1,5 @@
+import type { NodeComponents } from '../components.ts';
+import type { Component } from '../base/component.ts';
 import { setTimeout as delay } from 'node:timers/promises';
 import { type HostPort, parseHostPort } from '../base/address.ts';
 import { RemoteNetworkError } from '../base/errors.ts';
@@ -62,7 +64,7 @@ export interface HolePuncherOptions {
  * NAT's mapping towards the other) and dial each other. The first direct connection replaces the
  * relayed one in the connection manager; if none comes, the relay stays.
  */
-export class HolePuncher {
+export class HolePuncher implements Component {
   readonly name = 'holepunch';
   private attempts = 0;
   private successes = 0;
@@ -73,6 +75,18 @@ export class HolePuncher {
   private readonly inFlight = new Map<string, Promise<HolePunchResult>>();
   private readonly offs: Array<() => void> = [];
   private readonly log: Logger;
+
+  /** As the node runs it: punches from the transport's socket, never towards one of our own addresses. */
+  static create({ connections, protocols, bus, logger, transport, addresses }: NodeComponents): HolePuncher {
+    return new HolePuncher({
+      connections,
+      protocols,
+      bus,
+      logger,
+      sendRaw: (data, address) => transport.sendRaw(data, address),
+      ownAddresses: () => addresses.ownAddresses(),
+    });
+  }
 
   constructor(private readonly options: HolePuncherOptions) {
     this.log = options.logger.child({ component: 'holepunch' });

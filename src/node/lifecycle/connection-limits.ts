@@ -1,3 +1,5 @@
+import type { BaseComponents } from '../components.ts';
+import type { Component } from '../base/component.ts';
 import type { Config } from '../config/schema.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
@@ -95,7 +97,7 @@ interface Admitted {
  * capacity and nothing can be pruned for this one. Each refusal is counted by reason and
  * published as `connection.limited` (at most once a second per address and reason).
  */
-export class InboundLimiter implements InboundAdmission {
+export class InboundLimiter implements InboundAdmission, Component {
   readonly name = 'connection-limits';
   private readonly admitted = new Map<string, Admitted>();
   private readonly perAddress = new Map<string, { open: number; pending: number }>();
@@ -108,6 +110,11 @@ export class InboundLimiter implements InboundAdmission {
   private readonly lastEvent = new Map<string, number>();
   private readonly offs: Array<() => void> = [];
   private readonly log: Logger;
+
+  /** As the node runs it: `[connection_limits]`; `capacity` is the connection manager's. */
+  static create({ config, bus, logger }: BaseComponents, capacity: ConnectionCapacity, counters: LimitCounters): InboundLimiter {
+    return new InboundLimiter({ settings: connectionLimitSettings(config.connection_limits), capacity, counters, bus, logger });
+  }
 
   constructor(private readonly options: InboundLimiterOptions) {
     this.log = options.logger.child({ component: 'connection-limits' });

@@ -1,3 +1,5 @@
+import type { BaseComponents } from '../components.ts';
+import type { Component } from '../base/component.ts';
 import { type HostPort, formatAddress } from '../base/address.ts';
 import { RemoteNetworkError } from '../base/errors.ts';
 import type { EventBus } from '../events/bus.ts';
@@ -93,7 +95,7 @@ let pendingIds = 0;
  * Inbound streams are dispatched by the type of their first message; a peer that keeps breaking
  * the protocol is disconnected.
  */
-export class ConnectionManager {
+export class ConnectionManager implements Component {
   readonly name = 'connections';
   private readonly tracked = new Map<string, Tracked>();
   private readonly interceptors: InboundInterceptor[] = [];
@@ -106,6 +108,25 @@ export class ConnectionManager {
   private readonly log: Logger;
   /** Peers never pruned (see connection-pruner.ts): relays, bootstrap peers, and whatever tags later code sets. */
   readonly protection = new PeerProtection();
+
+  /** As the node runs it: `[quic]` idle timeout and connection cap. */
+  static create(c: BaseComponents, transport: Transport, exchanger: IdentityExchanger, limitCounters: LimitCounters): ConnectionManager {
+    const { config, protocols, bus, logger, identity, storage } = c;
+    const idleTimeoutMs = config.quic.quic_idle_timeout * 1000;
+    return new ConnectionManager({
+      transport,
+      exchanger,
+      protocols,
+      bus,
+      logger,
+      storage,
+      limitCounters,
+      idleTimeoutMs,
+      cleanupIntervalMs: Math.min(60_000, Math.max(1_000, idleTimeoutMs / 4)),
+      maxConnections: config.quic.max_connections,
+      ownPeerId: identity.peerId,
+    });
+  }
 
   constructor(private readonly options: ConnectionManagerOptions) {
     this.log = options.logger.child({ component: 'connections' });

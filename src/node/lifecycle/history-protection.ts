@@ -1,3 +1,4 @@
+import type { Component } from '../base/component.ts';
 import { type HostPort, formatAddress } from '../base/address.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
@@ -21,7 +22,7 @@ export interface HistoryProtectionOptions {
  * uses and the NAT peers it relays for (while their session lasts), and peers at a configured
  * bootstrap address (for the node's lifetime). Jobs, when they come, tag their peers the same way.
  */
-export class HistoryProtection {
+export class HistoryProtection implements Component {
   readonly name = 'history-protection';
   private readonly offs: Array<() => void> = [];
   private readonly bootstrap: ReadonlySet<string>;

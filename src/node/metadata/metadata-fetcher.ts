@@ -1,3 +1,4 @@
+import type { BaseComponents } from '../components.ts';
 import type { MainlineDht, MutableItem } from '../dht/mainline-dht.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
@@ -44,6 +45,10 @@ export class MetadataFetcher {
   private readonly inFlight = new Map<string, Promise<FetchedMetadata | null>>();
   private lookups = 0;
   private readonly log: Logger;
+
+  static create({ config, bus, logger }: BaseComponents, dht: MainlineDht): MetadataFetcher {
+    return new MetadataFetcher({ dht, bus, logger, ttlMs: config.dht.metadata_cache_ttl * 1000 });
+  }
 
   constructor(private readonly options: MetadataFetcherOptions) {
     this.log = options.logger.child({ component: 'metadata-fetcher' });

@@ -1,3 +1,5 @@
+import type { BaseComponents } from '../components.ts';
+import type { Component } from '../base/component.ts';
 import type { NodeStateRepository } from '../../db/node-state.ts';
 import type { MainlineDht, PutOutcome } from '../dht/mainline-dht.ts';
 import type { EventBus } from '../events/bus.ts';
@@ -46,7 +48,7 @@ export interface MetadataPublisherOptions {
  * database refuses writes (a full disk) a change waits, the last stored content keeps being
  * republished under its own seq, and the change goes out with a new seq once a write works.
  */
-export class MetadataPublisher {
+export class MetadataPublisher implements Component {
   readonly name = 'metadata-publisher';
   private metadata: PeerMetadata | undefined;
   /** A change not published yet because its sequence number could not be stored. */
@@ -60,6 +62,24 @@ export class MetadataPublisher {
   private running = false;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly log: Logger;
+
+  /** As the node runs it: republished every `[dht] metadata_republish_interval`; `content` until the first update. */
+  static create(c: BaseComponents, dht: MainlineDht, content: () => MetadataContent): MetadataPublisher {
+    const { config, identity, nodeState, bus, logger, storage } = c;
+    return new MetadataPublisher({
+      dht,
+      identity,
+      nodeState,
+      bus,
+      logger,
+      storage,
+      content,
+      republishIntervalMs: config.dht.metadata_republish_interval * 1000,
+      // The seed: a NAT node publishes only once it has a relay session (and `auto` waits for its
+      // reachability verdict: an unreachable address must never be published).
+      held: config.node.node_type !== 'public',
+    });
+  }
 
   constructor(private readonly options: MetadataPublisherOptions) {
     this.held = options.held;

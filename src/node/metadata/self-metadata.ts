@@ -1,3 +1,4 @@
+import type { NodeComponents } from '../components.ts';
 import type { AddressBook } from '../addresses/address-book.ts';
 import { type HostPort, parseHostPort } from '../base/address.ts';
 import type { Component } from '../base/component.ts';
@@ -59,6 +60,22 @@ export class SelfMetadata implements Component {
   private graceTimer: NodeJS.Timeout | undefined;
   private readonly offs: Array<() => void> = [];
   private readonly log: Logger;
+
+  /** As the node runs it: `[node] node_type`, `[nat] relay_grace_period`. */
+  static create(c: NodeComponents, reachability: ReachabilityService, relayClient: RelayClient): SelfMetadata {
+    const { config, addresses, publisher, connections, bus, logger } = c;
+    return new SelfMetadata({
+      mode: config.node.node_type,
+      reachability,
+      relayClient,
+      addresses,
+      publisher,
+      connections,
+      bus,
+      logger,
+      relayGraceMs: config.nat.relay_grace_period * 1000,
+    });
+  }
 
   constructor(private readonly options: SelfMetadataOptions) {
     this.log = options.logger.child({ component: 'self-metadata' });

@@ -1,3 +1,5 @@
+import type { NodeComponents } from '../components.ts';
+import type { Component } from '../base/component.ts';
 import { networkInterfaces } from 'node:os';
 import type { DecidedReachability, NodeTypeSetting, Reachability } from '../base/node-type.ts';
 import { RemoteNetworkError } from '../base/errors.ts';
@@ -86,7 +88,7 @@ type Outcome = 'reached' | 'unreached' | 'no answer';
  * lost packet flips nothing). A forced node type is final. This node also serves dial-backs for
  * others, rate limited.
  */
-export class ReachabilityService {
+export class ReachabilityService implements Component {
   readonly name = 'reachability';
   readonly observed: ObservedAddresses;
   private verdict: Reachability;
@@ -110,6 +112,22 @@ export class ReachabilityService {
   private servedThisMinute: number[] = [];
   private readonly offs: Array<() => void> = [];
   private readonly log: Logger;
+
+  /** As the node runs it: `[nat]` intervals, dial-backs probed by the transport, observations kept in the address book. */
+  static create(c: NodeComponents): ReachabilityService {
+    const { config, connections, protocols, bus, logger, addresses, transport } = c;
+    return new ReachabilityService({
+      mode: config.node.node_type,
+      connections,
+      protocols,
+      bus,
+      logger,
+      observed: addresses.observed,
+      probe: (address, peerId, timeoutMs) => transport.probe(address, peerId, timeoutMs),
+      recheckIntervalMs: config.nat.recheck_interval * 1000,
+      unsettledRecheckIntervalMs: config.nat.unsettled_recheck_interval * 1000,
+    });
+  }
 
   constructor(private readonly options: ReachabilityOptions) {
     this.log = options.logger.child({ component: 'reachability' });

@@ -1,3 +1,5 @@
+import type { NodeComponents } from '../components.ts';
+import type { Component } from '../base/component.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import type { Logger } from '../base/logger.ts';
@@ -45,7 +47,7 @@ export interface HearsayVerifierOptions {
  * rate-limited, then disconnected (PeerTrust), and a distrusted peer that connects again is
  * disconnected again after its exchange.
  */
-export class HearsayVerifier {
+export class HearsayVerifier implements Component {
   readonly name = 'hearsay-verifier';
   private readonly queue: Pending[] = [];
   private readonly queued = new Set<string>();
@@ -59,6 +61,16 @@ export class HearsayVerifier {
   private running = false;
   private counts = { verified: 0, unverifiable: 0 };
   private readonly log: Logger;
+
+  static create({ knownPeers, fetcher, bus, logger, connections }: NodeComponents): HearsayVerifier {
+    return new HearsayVerifier({
+      knownPeers,
+      fetcher,
+      bus,
+      logger,
+      disconnect: (peerId, reason) => connections.disconnect(peerId, reason),
+    });
+  }
 
   constructor(private readonly options: HearsayVerifierOptions) {
     this.log = options.logger.child({ component: 'hearsay' });

@@ -1,3 +1,5 @@
+import type { BaseComponents } from '../components.ts';
+import type { Component } from '../base/component.ts';
 import {
   type QUICConfig,
   type QUICConnection,
@@ -83,7 +85,7 @@ type State = 'stopped' | 'starting' | 'running' | 'stopping';
  * Inbound connections go to the `onConnection` handler; with none set they are closed, so set it
  * before `start()`.
  */
-export class QuicTransport implements Transport {
+export class QuicTransport implements Transport, Component {
   readonly name = 'quic';
   private state: State = 'stopped';
   private socket: QUICSocket | undefined;
@@ -100,6 +102,21 @@ export class QuicTransport implements Transport {
   private readonly libraryLog: QuicLibraryLogger;
   private readonly maxConnections: number;
   private readonly keepAliveIntervalMs: number;
+
+  /** As the node runs it: `[quic]` and `[node] listen_host`, inbound connections admitted by `admission`. */
+  static create({ config, identity, logger }: BaseComponents, admission: InboundAdmission): QuicTransport {
+    return new QuicTransport({
+      identity,
+      logger,
+      host: config.node.listen_host,
+      port: config.quic.quic_port,
+      // Above the connection manager's idle timeout, so that the lifecycle marks a connection STALE
+      // and closes it itself (and says so) before QUIC would drop it silently.
+      idleTimeoutMs: config.quic.quic_idle_timeout * 1000 * 2,
+      maxConnections: config.quic.max_connections,
+      admission,
+    });
+  }
 
   constructor(private readonly options: QuicTransportOptions) {
     this.log = options.logger.child({ component: 'quic' });

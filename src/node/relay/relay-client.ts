@@ -1,3 +1,6 @@
+import type { PeerDialer } from '../discovery/peer-dialer.ts';
+import type { NodeComponents } from '../components.ts';
+import type { Component } from '../base/component.ts';
 import type { KnownPeersService } from '../peers/known-peers-service.ts';
 import { RemoteNetworkError } from '../base/errors.ts';
 import type { EventBus } from '../events/bus.ts';
@@ -48,7 +51,7 @@ export class RelayUnavailableError extends RemoteNetworkError {
  * keeps the session alive, and on loss picks again (the lost relay is skipped for a while), so that
  * the node stays reachable and its metadata names a live relay.
  */
-export class RelayClient {
+export class RelayClient implements Component {
   readonly name = 'relay-client';
   private running = false;
   private active: RelaySession | null = null;
@@ -59,6 +62,17 @@ export class RelayClient {
   private loop: Promise<void> | undefined;
   private readonly offs: Array<() => void> = [];
   private readonly log: Logger;
+
+  static create({ identity, connections, knownPeers, bus, logger }: NodeComponents, dialer: PeerDialer): RelayClient {
+    return new RelayClient({
+      ownPeerId: identity.peerId,
+      connections,
+      knownPeers,
+      bus,
+      logger,
+      connectToPeer: (peerId) => dialer.connectToPeer(peerId),
+    });
+  }
 
   constructor(private readonly options: RelayClientOptions) {
     this.log = options.logger.child({ component: 'relay-client' });

@@ -1,3 +1,5 @@
+import type { NodeComponents } from '../components.ts';
+import type { Component } from '../base/component.ts';
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../config/schema.ts';
 import type { EventBus } from '../events/bus.ts';
@@ -88,13 +90,27 @@ export interface RelayServerOptions {
  * it over its session's connection and splices the two streams, counting the bytes itself and
  * cutting circuits past the limits. Refusals are typed (RelayRefusalCode).
  */
-export class RelayServer {
+export class RelayServer implements Component {
   readonly name = 'relay-server';
   private readonly sessions = new Map<string, Session>();
   /** Open circuits per peer id, callers and targets alike. */
   private readonly circuits = new Map<string, number>();
   private readonly log: Logger;
   private readonly unhandle: Array<() => void> = [];
+
+  /** As the node runs it: `[relay]` limits, serving while the node is a relay (relay_mode and public). */
+  static create({ config, connections, protocols, bus, logger, addresses }: NodeComponents): RelayServer {
+    return new RelayServer({
+      connections,
+      protocols,
+      bus,
+      logger,
+      enabled: () => addresses.isRelay,
+      limits: relayLimits(config.relay),
+      keepaliveIntervalMs: config.relay.relay_keepalive_interval * 1000,
+      ownAddress: () => addresses.publicAddress,
+    });
+  }
 
   constructor(private readonly options: RelayServerOptions) {
     this.log = options.logger.child({ component: 'relay-server' });

@@ -1,3 +1,4 @@
+import type { Component } from '../base/component.ts';
 import { randomBytes } from 'node:crypto';
 import { type HostPort, parseHostPort, formatAddress } from '../base/address.ts';
 import type { NodeIdentity } from '../identity/key-store.ts';
@@ -36,7 +37,7 @@ export interface RelayedTransportOptions {
  * handshake proves the caller, a `control` circuit is a new connection (handed to the connection
  * manager like an inbound QUIC one) and a `stream` circuit is delivered to its connection.
  */
-export class RelayedTransport {
+export class RelayedTransport implements Component {
   readonly name = 'relayed-transport';
   private readonly byId = new Map<string, RelayedConnection>();
   private readonly log: Logger;

@@ -26,6 +26,9 @@ import type { NodeEventMap } from './events/types.ts';
 import { type NodeIdentity, loadOrCreateIdentity } from './identity/key-store.ts';
 import { type Logger, createLogger } from './logger.ts';
 import { MetadataFetcher } from './metadata/metadata-fetcher.ts';
+import type { Metrics } from './metrics/metrics.ts';
+import { NoopMetrics } from './metrics/noop-metrics.ts';
+import { PrometheusMetrics } from './metrics/prometheus-metrics.ts';
 import { type MetadataContent, MetadataPublisher } from './metadata/metadata-publisher.ts';
 import { HearsayVerifier } from './peers/hearsay-verifier.ts';
 import { KnownPeersService } from './peers/known-peers-service.ts';
@@ -75,6 +78,8 @@ export class RemoteNode {
   readonly relayClient: RelayClient;
   readonly holePuncher: HolePuncher;
   readonly hearsay: HearsayVerifier;
+  /** Where every component declares its metrics (exported at GET /metrics unless `[metrics] enabled` is false). */
+  readonly metrics: Metrics;
 
   private readonly specificHost: string | null;
   private readonly components: Component[];
@@ -88,7 +93,10 @@ export class RemoteNode {
     private readonly database: OpenedDatabase,
     private readonly releaseLock: () => void,
   ) {
-    this.bus = new EventBus<NodeEventMap>((error, type) => logger.error({ err: error, event: type }, 'event listener failed'));
+    // One registry per node: tests run several nodes in one process.
+    const metrics: Metrics = config.metrics.enabled ? new PrometheusMetrics() : new NoopMetrics();
+    this.metrics = metrics;
+    this.bus = new EventBus<NodeEventMap>((error, type) => logger.error({ err: error, event: type }, 'event listener failed'), metrics);
     this.nodeState = new NodeStateRepository(database.db);
     const storage = new StorageHealth({ path: database.file, bus: this.bus, logger });
     this.health = new NodeHealth(storage);
@@ -96,7 +104,7 @@ export class RemoteNode {
       new KnownPeersRepository(database.db, config.peer_discovery.max_known_peers, config.peer_discovery.max_unverified_peers),
       this.bus,
       identity.publicKey,
-      { storage, trust: new PeerTrust(config.peer_discovery.hearsay_per_minute) },
+      { storage, trust: new PeerTrust(config.peer_discovery.hearsay_per_minute), metrics },
     );
 
     const specificHost = config.node.listen_host === '0.0.0.0' ? null : config.node.listen_host;
@@ -108,6 +116,7 @@ export class RemoteNode {
       host: config.node.listen_host,
       port: config.dht.dht_port,
       logger,
+      metrics,
     });
     this.topicDiscovery = new TopicDiscovery({
       dht: this.dht,
@@ -137,6 +146,7 @@ export class RemoteNode {
       bus: this.bus,
       logger,
       ttlMs: config.dht.metadata_cache_ttl * 1000,
+      metrics,
     });
     const idleTimeoutMs = config.quic.quic_idle_timeout * 1000;
     const limits = config.connection_limits;
@@ -193,6 +203,7 @@ export class RemoteNode {
       ownPeerId: identity.peerId,
       storage,
       limitCounters,
+      metrics,
     });
     this.discovery = new DiscoveryService({
       connections: this.connections,
@@ -216,6 +227,7 @@ export class RemoteNode {
       quicPort: () => this.quicPort,
       recheckIntervalMs: config.nat.recheck_interval * 1000,
       unsettledRecheckIntervalMs: config.nat.unsettled_recheck_interval * 1000,
+      metrics,
     });
     this.relayServer = new RelayServer({
       enabled: () => this.isRelay,
@@ -230,6 +242,7 @@ export class RemoteNode {
       },
       keepaliveIntervalMs: config.relay.relay_keepalive_interval * 1000,
       ownAddress: () => this.publicAddress,
+      metrics,
     });
     this.relayedTransport = new RelayedTransport({ identity, connections: this.connections, logger });
     this.relayClient = new RelayClient({
@@ -246,6 +259,7 @@ export class RemoteNode {
       bus: this.bus,
       logger,
       ownAddresses: () => [...this.reachability.observed.addresses(), ...this.listenAddresses()],
+      metrics,
     });
     this.hearsay = new HearsayVerifier({
       knownPeers: this.knownPeers,

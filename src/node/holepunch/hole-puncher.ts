@@ -5,10 +5,13 @@ import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import { NotConnectedError, type ConnectionManager } from '../lifecycle/connection-manager.ts';
 import type { Logger } from '../logger.ts';
+import { NoopMetrics } from '../metrics/noop-metrics.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 import type { PeerConnection } from '../quic/types.ts';
 import { setBounded } from '../util/bounded-map.ts';
 import { MessageChannel, parse } from '../wire/channel.ts';
 import { holePunchConnectMessage, holePunchSyncMessage } from '../wire/messages.ts';
+import { type HolePunchMetrics, holePunchMetrics } from './holepunch-metrics.ts';
 
 /** Automatic attempts per peer (the API may ask for more). */
 export const AUTO_ATTEMPTS_PER_PEER = 2;
@@ -51,6 +54,7 @@ export interface HolePuncherOptions {
   readonly logger: Logger;
   /** Our addresses as peers can reach them: observed external ones first, then local ones. */
   readonly ownAddresses: () => string[];
+  readonly metrics?: Metrics;
 }
 
 /**
@@ -62,9 +66,7 @@ export interface HolePuncherOptions {
  */
 export class HolePuncher {
   readonly name = 'holepunch';
-  private attempts = 0;
-  private successes = 0;
-  private failures = 0;
+  private readonly metrics: HolePunchMetrics;
   private lastDurationMs: number | null = null;
   private lastError: string | null = null;
   private readonly perPeer = new Map<string, number>();
@@ -75,14 +77,15 @@ export class HolePuncher {
 
   constructor(private readonly options: HolePuncherOptions) {
     this.log = options.logger.child({ component: 'holepunch' });
+    this.metrics = holePunchMetrics(options.metrics ?? new NoopMetrics());
     options.connections.handle('holepunch_connect', (connection, channel, first) => this.respond(connection, channel, first));
   }
 
   get stats(): HolePunchStats {
     return {
-      attempts: this.attempts,
-      successes: this.successes,
-      failures: this.failures,
+      attempts: this.metrics.started.value(),
+      successes: this.metrics.attempts.value({ outcome: 'succeeded' }),
+      failures: this.metrics.attempts.value({ outcome: 'failed' }),
       lastDurationMs: this.lastDurationMs,
       lastError: this.lastError,
     };
@@ -120,7 +123,7 @@ export class HolePuncher {
     if (!info.viaRelay) return { peerId, direct: true, durationMs: 0, attempt: 0 };
     const attempt = (this.perPeer.get(peerId) ?? 0) + 1;
     setBounded(this.perPeer, peerId, attempt, 4096);
-    this.attempts += 1;
+    this.metrics.started.inc();
     this.options.bus.emit('holepunch.started', { peerId, attempt });
     const started = performance.now();
     const direct = this.waitForDirect(peerId, PUNCH_TIMEOUT_MS * 2);
@@ -141,14 +144,15 @@ export class HolePuncher {
     const now = this.options.connections.byPeer(peerId);
     if (now && !now.viaRelay) {
       const durationMs = Math.round(performance.now() - started);
-      this.successes += 1;
+      this.metrics.attempts.inc({ outcome: 'succeeded' });
+      this.metrics.duration.observe(durationMs / 1000);
       this.lastDurationMs = durationMs;
       this.options.bus.emit('holepunch.succeeded', { peerId, attempt, durationMs });
       this.log.info({ peer: peerId, durationMs, address: now.remoteAddress, direction: now.direction }, 'hole punch succeeded');
       return { peerId, direct: true, durationMs, attempt };
     }
     const reason = failure?.message ?? 'no direct connection';
-    this.failures += 1;
+    this.metrics.attempts.inc({ outcome: 'failed' });
     this.lastError = reason;
     this.options.bus.emit('holepunch.failed', { peerId, attempt, reason });
     this.log.info({ peer: peerId, reason }, 'hole punch failed; staying on the relay');

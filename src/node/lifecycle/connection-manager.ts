@@ -5,14 +5,17 @@ import type { ConnectionState, NodeEventMap } from '../events/types.ts';
 import { type ExchangeResult, type IdentityExchanger, formatAddress } from '../exchange/identity-exchange.ts';
 import type { StorageWriteReporter } from '../health/storage-health.ts';
 import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { NoopMetrics } from '../metrics/noop-metrics.ts';
 import { settleWithin } from '../util/time-bounds.ts';
 import { PeerConnectionLimitError } from '../quic/errors.ts';
 import { type LimitReason, refusalPhrase } from '../quic/refusal.ts';
-import type { Direction, PeerConnection, PeerStream, Transport } from '../quic/types.ts';
+import type { Direction, PeerConnection, PeerStream, StreamTraffic, Transport } from '../quic/types.ts';
 import { MessageChannel, isProtocolError } from '../wire/channel.ts';
 import { MAX_PROTOCOL_ERRORS, READ_TIMEOUT_MS } from '../wire/constants.ts';
 import { ReadTimeoutError, UnexpectedMessageError } from '../wire/errors.ts';
 import { connectionGroup } from './connection-groups.ts';
+import { type ConnectionMetrics, type DialOutcome, connectionMetrics } from './connection-metrics.ts';
 import { PeerProtection, type PruneCandidate, choosePruneVictim } from './connection-pruner.ts';
 import type { LimitCounters } from './limit-counters.ts';
 
@@ -79,6 +82,7 @@ export interface ConnectionManagerOptions {
   readonly storage?: StorageWriteReporter;
   /** Where refusals for capacity and prunes are counted (shared with the inbound limits). */
   readonly limitCounters?: LimitCounters;
+  readonly metrics?: Metrics;
 }
 
 let pendingIds = 0;
@@ -101,14 +105,31 @@ export class ConnectionManager {
   private readonly loggedFaults = new Set<string>();
   private cleanupTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
+  private readonly metrics: ConnectionMetrics;
+  /** Counts the message bytes of every stream handed out or dispatched here, by protocol. */
+  private readonly traffic: StreamTraffic;
   /** Peers never pruned (see connection-pruner.ts): relays, bootstrap peers, and whatever tags later code sets. */
   readonly protection = new PeerProtection();
 
   constructor(private readonly options: ConnectionManagerOptions) {
     this.log = options.logger.child({ component: 'connections' });
+    this.metrics = connectionMetrics(options.metrics ?? new NoopMetrics(), () => this.tracked.values());
+    // A label from a bounded set: a peer's first message may name any type.
+    const protocolOf = (type: string) => (this.handlers.has(type) ? type : 'other');
+    this.traffic = {
+      sent: (protocol, bytes) => this.metrics.sentBytes.inc({ protocol: protocolOf(protocol) }, bytes),
+      received: (protocol, bytes) => this.metrics.receivedBytes.inc({ protocol: protocolOf(protocol) }, bytes),
+    };
     this.handle('identity', async (connection, channel, first) => {
-      const result = await options.exchanger.respond(connection, channel, first);
-      this.exchanged(connection, result);
+      const timer = this.metrics.exchangeDuration.startTimer();
+      let outcome = 'error';
+      try {
+        const result = await options.exchanger.respond(connection, channel, first);
+        outcome = 'ok';
+        this.exchanged(connection, result);
+      } finally {
+        timer({ role: 'responder', outcome });
+      }
     });
   }
 
@@ -197,6 +218,7 @@ export class ConnectionManager {
     dial: () => Promise<PeerConnection>,
   ): Promise<ConnectionInfo> {
     if (this.tracked.size >= this.options.maxConnections) {
+      this.countDial(target.viaRelay, 'limited');
       throw new ConnectionLimitError(`already ${this.tracked.size} connections (limit ${this.options.maxConnections})`);
     }
     const record = this.track({ id: `pending-${++pendingIds}`, connection: null, direction: 'outbound', ...target });
@@ -205,10 +227,12 @@ export class ConnectionManager {
       this.tracked.delete(record.id);
       const live = this.adopt(connection, record);
       if (!live) throw new DuplicateConnectionError();
-      const result = await this.withStream(live, () => this.options.exchanger.initiate(connection));
+      const result = await this.withStream(live, () => this.initiateExchange(connection));
       this.exchanged(connection, result);
+      this.countDial(target.viaRelay, 'connected');
       return this.info(live);
     } catch (error) {
+      this.countDial(target.viaRelay, record.connection?.remoteRefusal !== undefined ? 'refused' : 'failed');
       if (record.connection === null) {
         this.transition(record, 'CLOSED');
         this.tracked.delete(record.id);
@@ -234,14 +258,14 @@ export class ConnectionManager {
     const t = this.livePeer(peerId);
     if (!t?.connection) throw new NotConnectedError(peerId);
     const connection = t.connection;
-    return this.withStream(t, async () => work(await connection.openStream(), connection));
+    return this.withStream(t, async () => work(this.metered(await connection.openStream()), connection));
   }
 
   /** Runs `work` on a new stream of one given connection, counted as active meanwhile. */
   async withConnectionStream<T>(connection: PeerConnection, work: (stream: PeerStream) => Promise<T>): Promise<T> {
     const t = this.tracked.get(connection.id);
     if (!t || t.connection !== connection || !isLive(t)) throw new NotConnectedError(connection.remotePeerId);
-    return this.withStream(t, async () => work(await connection.openStream()));
+    return this.withStream(t, async () => work(this.metered(await connection.openStream())));
   }
 
   /** Re-runs the exchange over an open connection (periodic discovery). */
@@ -249,9 +273,30 @@ export class ConnectionManager {
     const t = this.livePeer(peerId);
     if (!t?.connection) throw new NotConnectedError(peerId);
     const connection = t.connection;
-    const result = await this.withStream(t, () => this.options.exchanger.initiate(connection));
+    const result = await this.withStream(t, () => this.initiateExchange(connection));
     this.exchanged(connection, result);
     return result;
+  }
+
+  private async initiateExchange(connection: PeerConnection): Promise<ExchangeResult> {
+    const timer = this.metrics.exchangeDuration.startTimer();
+    let outcome = 'error';
+    try {
+      const result = await this.options.exchanger.initiate(connection, async () => this.metered(await connection.openStream()));
+      outcome = 'ok';
+      return result;
+    } finally {
+      timer({ role: 'initiator', outcome });
+    }
+  }
+
+  private countDial(viaRelay: boolean, outcome: DialOutcome): void {
+    this.metrics.dials.inc({ path: viaRelay ? 'relayed' : 'direct', outcome });
+  }
+
+  /** The stream, its message bytes counted (see MessageChannel). */
+  private metered(stream: PeerStream): PeerStream {
+    return { readable: stream.readable, writable: stream.writable, cancel: (reason) => stream.cancel(reason), traffic: this.traffic };
   }
 
   /** Adopts a connection the peer opened (QUIC, or a relay circuit's control stream). */
@@ -389,7 +434,7 @@ export class ConnectionManager {
   }
 
   private async dispatch(record: Tracked, connection: PeerConnection, stream: PeerStream): Promise<void> {
-    const channel = new MessageChannel(stream);
+    const channel = new MessageChannel(this.metered(stream));
     await this.withStream(record, async () => {
       // For the log: which conversation failed (a silent stream never says).
       let protocol = '(no first message)';

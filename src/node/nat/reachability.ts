@@ -7,6 +7,8 @@ import { formatAddress } from '../exchange/identity-exchange.ts';
 import { connectionGroup } from '../lifecycle/connection-groups.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
 import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { NoopMetrics } from '../metrics/noop-metrics.ts';
 import type { PeerConnection } from '../quic/types.ts';
 import { setBounded } from '../util/bounded-map.ts';
 import { MessageChannel, parse } from '../wire/channel.ts';
@@ -14,6 +16,7 @@ import { dialbackRequestMessage, dialbackResultMessage } from '../wire/messages.
 import { type NatType, ObservedAddresses } from './observed-addresses.ts';
 
 export type Reachability = 'UNKNOWN' | 'PUBLIC' | 'PRIVATE';
+const REACHABILITY_VERDICTS: readonly Reachability[] = ['UNKNOWN', 'PUBLIC', 'PRIVATE'];
 /**
  * How sure the verdict is: NONE (no verdict), PROVISIONAL (one peer's word, or peers of one
  * network only when others were available), CONFIRMED (two distinct peers, from distinct networks
@@ -56,6 +59,7 @@ export interface ReachabilityOptions {
   /** Re-check period once CONFIRMED, and while PROVISIONAL or undecided. */
   readonly recheckIntervalMs: number;
   readonly unsettledRecheckIntervalMs: number;
+  readonly metrics?: Metrics;
 }
 
 /** What a check found, and what the node believes now. */
@@ -111,6 +115,14 @@ export class ReachabilityService {
     this.confidenceLevel = options.mode === 'auto' ? 'NONE' : 'CONFIGURED';
     options.connections.handle('dialback_request', (connection, channel, first) => this.serve(connection, channel, first));
     options.connections.interceptInbound((connection) => this.interceptDialback(connection));
+    (options.metrics ?? new NoopMetrics()).observedGauge({
+      name: 'remote_network_reachability',
+      help: 'The reachability verdict: 1 for the current one (PUBLIC, PRIVATE or UNKNOWN), 0 for the others.',
+      labelNames: ['verdict'],
+      observe: (record) => {
+        for (const verdict of REACHABILITY_VERDICTS) record({ verdict }, verdict === this.verdict ? 1 : 0);
+      },
+    });
   }
 
   get reachability(): Reachability {

@@ -3,6 +3,8 @@ import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
 import type { Logger } from '../logger.ts';
+import type { Counter, Metrics } from '../metrics/metrics.ts';
+import { NoopMetrics } from '../metrics/noop-metrics.ts';
 import type { PeerConnection } from '../quic/types.ts';
 import { splice } from '../util/stream-splice.ts';
 import { MessageChannel, parse } from '../wire/channel.ts';
@@ -59,6 +61,7 @@ export interface RelayServerOptions {
   readonly keepaliveIntervalMs: number;
   /** Our dialable address, as clients should publish it. */
   readonly ownAddress: () => string | null;
+  readonly metrics?: Metrics;
 }
 
 /**
@@ -74,9 +77,15 @@ export class RelayServer {
   /** Open circuits per peer id, callers and targets alike. */
   private readonly circuits = new Map<string, number>();
   private readonly log: Logger;
+  private readonly metrics: RelayServerMetrics;
 
   constructor(private readonly options: RelayServerOptions) {
     this.log = options.logger.child({ component: 'relay-server' });
+    this.metrics = relayServerMetrics(options.metrics ?? new NoopMetrics(), {
+      sessions: () => this.sessions.size,
+      // Each circuit is counted at both of its ends.
+      circuits: () => [...this.circuits.values()].reduce((sum, n) => sum + n, 0) / 2,
+    });
     options.connections.handle('relay_register', (connection, channel, first) => this.register(connection, channel, first));
     options.connections.handle('relay_connect', (connection, channel, first) => this.connect(connection, channel, first));
   }
@@ -196,13 +205,16 @@ export class RelayServer {
         }
         await channel.send({ type: 'relay_connected' });
         target.totalCircuits += 1;
+        this.metrics.circuits.inc();
         const callerSession = this.sessions.get(source);
         const ended = await splice(channel.detach(), toTarget.detach(), this.limits(), {
           aToB: (bytes) => {
+            this.metrics.relayedBytes.inc(bytes);
             target.bytesOut += bytes;
             if (callerSession) callerSession.bytesIn += bytes;
           },
           bToA: (bytes) => {
+            this.metrics.relayedBytes.inc(bytes);
             target.bytesIn += bytes;
             if (callerSession) callerSession.bytesOut += bytes;
           },
@@ -224,4 +236,36 @@ export class RelayServer {
     if (next <= 0) this.circuits.delete(peerId);
     else this.circuits.set(peerId, next);
   }
+}
+
+interface RelayServerMetrics {
+  readonly circuits: Counter;
+  readonly relayedBytes: Counter;
+}
+
+/** The relay's metrics: sessions and open circuits are read at scrape time. */
+function relayServerMetrics(
+  metrics: Metrics,
+  read: { readonly sessions: () => number; readonly circuits: () => number },
+): RelayServerMetrics {
+  metrics.observedGauge({
+    name: 'remote_network_relay_sessions',
+    help: 'NAT clients registered at this relay now.',
+    observe: (record) => record(read.sessions()),
+  });
+  metrics.observedGauge({
+    name: 'remote_network_relay_circuits',
+    help: 'Circuits this relay is splicing now.',
+    observe: (record) => record(read.circuits()),
+  });
+  return {
+    circuits: metrics.counter({
+      name: 'remote_network_relay_circuits_opened_total',
+      help: 'Circuits this relay opened between a caller and a registered client.',
+    }),
+    relayedBytes: metrics.counter({
+      name: 'remote_network_relay_circuit_bytes_total',
+      help: 'Bytes this relay forwarded through its circuits, both directions.',
+    }),
+  };
 }

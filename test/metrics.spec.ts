@@ -6,6 +6,7 @@ import { NoopMetrics } from '../src/node/metrics/noop-metrics.ts';
 import { PrometheusMetrics } from '../src/node/metrics/prometheus-metrics.ts';
 import { startTestDaemon, startTestNode, until } from './helpers/daemon.ts';
 import { gql } from './helpers/graphql.ts';
+import { usePrivateNetwork } from './helpers/network.ts';
 import {
   type HistogramSeries,
   type MetricFamily,
@@ -178,6 +179,46 @@ describe('metrics', () => {
     daemon.node.dht.checkNode({ id: Buffer.alloc(20, 0xff), host: '1.2.3.4' });
     const stats = await gql(daemon.api.url, '{ dht { bep42Violations } }');
     assert.equal(stats.data?.dht.bep42Violations, 1);
+  });
+});
+
+describe('metrics of a relay', { timeout: 120_000 }, () => {
+  const { settings, quicAddress } = usePrivateNetwork();
+
+  it('counts sessions, circuits and relayed bytes at the relay, and the relayed dial at the caller', async (t) => {
+    const relay = await startTestDaemon(t, settings({ 'relay.relay_mode': 'true', 'relay.relay_keepalive_interval': '1' }));
+    const nat = await startTestNode(
+      t,
+      settings({ 'node.node_type': 'private', 'peer_discovery.bootstrap_peers': quicAddress(relay.node) }),
+    );
+    await until([relay.node], () => relay.node.relayServer.list().some((s) => s.peerId === nat.peerId));
+    nat.discovery.stop();
+    const caller = await startTestDaemon(t, settings({ 'peer_discovery.bootstrap_peers': quicAddress(relay.node) }));
+    await until([caller.node], () => caller.node.knownPeers.repository.get(nat.peerId) !== undefined);
+    caller.node.holePuncher.stop();
+    const exchanged = nat.bus.once('peer.exchanged', (e) => e.payload.peerId === caller.node.peerId);
+    const result = await gql(caller.api.url, `mutation { connectPeer(peerId: "${nat.peerId}") { viaRelay } }`);
+    assert.equal(result.data?.connectPeer.viaRelay, true, JSON.stringify(result.errors));
+    await exchanged;
+
+    const atRelay = await scrape(relay);
+    assert.equal(valueOf(family(atRelay, 'remote_network_relay_sessions', 'gauge')), 1);
+    assert.ok(valueOf(family(atRelay, 'remote_network_relay_circuits', 'gauge')) >= 1, 'the relayed connection holds a circuit');
+    const opened = valueOf(family(atRelay, 'remote_network_relay_circuits_opened_total', 'counter'));
+    assert.equal(opened, relay.node.relayServer.list()[0]?.totalCircuits);
+    const session = relay.node.relayServer.list()[0];
+    assert.ok(session);
+    // Every relayed byte goes to or comes from the registered client (the caller has no session).
+    assert.equal(valueOf(family(atRelay, 'remote_network_relay_circuit_bytes_total', 'counter')), session.bytesIn + session.bytesOut);
+    assert.ok(session.bytesIn + session.bytesOut > 0);
+    assert.ok(valueOf(family(atRelay, 'remote_network_protocol_received_bytes_total', 'counter'), { protocol: 'relay_register' }) > 0);
+
+    const atCaller = await scrape(caller);
+    assert.equal(
+      valueOf(family(atCaller, 'remote_network_connection_dials_total', 'counter'), { path: 'relayed', outcome: 'connected' }),
+      1,
+    );
+    assert.ok(valueOf(family(atCaller, 'remote_network_protocol_sent_bytes_total', 'counter'), { protocol: 'relay_connect' }) > 0);
   });
 });
 

@@ -14,21 +14,37 @@ import type {
 } from './metrics.ts';
 
 /** Prefix of the Node.js process metrics prom-client collects (CPU, memory, event loop, GC). */
-export const PROCESS_METRICS_PREFIX = 'remote_network_';
+const PROCESS_METRICS_PREFIX = 'remote_network_';
+
+let processRegistry: Registry | undefined;
+
+/**
+ * The process's own metrics, collected once per process: they describe the process, not a node,
+ * and prom-client's collector installs a GC observer and an event-loop monitor that it never
+ * removes, so one per node would pile up in a process that starts many (the tests).
+ */
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry, prefix: PROCESS_METRICS_PREFIX });
+  }
+  return processRegistry;
+}
 
 /**
  * Metrics exported in the Prometheus text format through prom-client. Each node has its own
  * Registry, never prom-client's global one: tests run several nodes in one process, and two
- * nodes registering one name in a shared registry would throw (or mix their values).
+ * nodes registering one name in a shared registry would throw (or mix their values). The scrape
+ * adds the process metrics (CPU, memory, event loop, GC), shared by the nodes of one process.
  */
 export class PrometheusMetrics implements Metrics {
   readonly registry = new Registry();
   readonly exposition: MetricsExposition;
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: PROCESS_METRICS_PREFIX });
     const registry = this.registry;
-    this.exposition = { contentType: registry.contentType, text: () => registry.metrics() };
+    const process = processMetrics();
+    this.exposition = { contentType: registry.contentType, text: () => Registry.merge([registry, process]).metrics() };
   }
 
   counter<L extends string = never>(definition: MetricDefinition<L>): Counter<L> {

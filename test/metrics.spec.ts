@@ -108,6 +108,7 @@ describe('metrics', () => {
     assert.equal(valueOf(family(after, 'remote_network_metadata_dht_lookups_total', 'counter')), daemon.node.metadataFetcher.lookupCount);
 
     for (const [name, type] of [
+      ['remote_network_connection_limited_total', 'counter'],
       ['remote_network_holepunch_attempts_total', 'counter'],
       ['remote_network_holepunch_duration_seconds', 'histogram'],
       ['remote_network_dht_inbound_queries_total', 'counter'],

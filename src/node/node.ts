@@ -150,7 +150,7 @@ export class RemoteNode {
     });
     const idleTimeoutMs = config.quic.quic_idle_timeout * 1000;
     const limits = config.connection_limits;
-    const limitCounters = new LimitCounters();
+    const limitCounters = new LimitCounters(metrics);
     this.connectionLimits = new InboundLimiter({
       settings: {
         maxInboundPerIp: limits.max_inbound_per_ip,

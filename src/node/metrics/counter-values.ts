@@ -34,6 +34,9 @@ export class CounterValues<L extends string = never> implements Counter<L> {
   }
 
   private keyOf(labels: LabelValues<L>): string {
+    const [only] = this.labelNames;
+    // Most counters have one label: no array to build per increment.
+    if (this.labelNames.length === 1 && only !== undefined) return labels[only];
     return this.labelNames.map((name) => labels[name]).join('\u0000');
   }
 }

@@ -220,6 +220,28 @@ describe('metrics of a relay', { timeout: 120_000 }, () => {
       1,
     );
     assert.ok(valueOf(family(atCaller, 'remote_network_protocol_sent_bytes_total', 'counter'), { protocol: 'relay_connect' }) > 0);
+
+    // On loopback the punch reaches the "NAT" node directly: one attempt, one success, timed.
+    const punched = await gql(caller.api.url, `mutation { holePunch(peerId: "${nat.peerId}") { direct } }`);
+    assert.equal(punched.data?.holePunch.direct, true, JSON.stringify(punched.errors));
+    const afterPunch = await scrape(caller);
+    const stats = await gql(caller.api.url, '{ holePunchStats { attempts successes failures lastDurationMs } }');
+    assert.deepEqual(
+      {
+        attempts: valueOf(family(afterPunch, 'remote_network_holepunch_attempts_started_total', 'counter')),
+        successes: valueOf(family(afterPunch, 'remote_network_holepunch_attempts_total', 'counter'), { outcome: 'succeeded' }),
+      },
+      { attempts: 1, successes: 1 },
+    );
+    assert.equal(stats.data?.holePunchStats.attempts, 1);
+    assert.equal(stats.data?.holePunchStats.successes, 1);
+    assert.equal(stats.data?.holePunchStats.failures, 0);
+    const [duration] = histogramSeries(family(afterPunch, 'remote_network_holepunch_duration_seconds', 'histogram'));
+    assert.equal(duration?.count, 1);
+    assert.ok(Math.abs((duration?.sum ?? 0) * 1000 - stats.data?.holePunchStats.lastDurationMs) < 2, 'the same duration');
+    // The punch dialled directly (winning or losing the simultaneous-dial tie-break: counted either way).
+    const directDials = (scraped: Scrape) => sumOf(family(scraped, 'remote_network_connection_dials_total', 'counter'), { path: 'direct' });
+    assert.ok(directDials(afterPunch) > directDials(atCaller));
   });
 });
 

@@ -17,6 +17,10 @@ export const ErrorCode = {
   GRAPHQL_VALIDATION_FAILED: 'GRAPHQL_VALIDATION_FAILED',
   SUBSCRIPTION_LIMIT: 'SUBSCRIPTION_LIMIT',
   UNSUPPORTED_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  /** A path that answers other methods than the one used (GET /metrics only). */
+  METHOD_NOT_ALLOWED: 'METHOD_NOT_ALLOWED',
+  /** Collecting the metrics failed (logged); the next scrape tries again. */
+  METRICS_UNAVAILABLE: 'METRICS_UNAVAILABLE',
 } as const;
 
 export function userInputError(message: string, extensions: Record<string, unknown> = {}, node?: ASTNode): GraphQLError {

@@ -11,6 +11,7 @@ import { type AccessPolicy, MAX_REQUEST_BYTES, bearerToken, checkHostAndOrigin, 
 import type { GraphQLContext } from './context.ts';
 import { useCsrfPrevention } from './csrf.ts';
 import { ErrorCode, exposeNodeError, withErrorCode, withVariableErrorCode } from './errors.ts';
+import { useMetricsEndpoint } from './metrics-endpoint.ts';
 import { schema } from './schema/index.ts';
 import { type SubscriptionCaps, type SubscriptionClient, SubscriptionLimiter, useSubscriptionLimits } from './subscription-limits.ts';
 import { serveGraphQLWs } from './ws-transport.ts';
@@ -105,6 +106,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     },
     plugins: [
       useAccessControl(access),
+      useMetricsEndpoint(node.metrics.exposition, log),
       useCsrfPrevention(),
       useSubscriptionLimits(subscriptionLimiter, subscriptionClientOf),
       ...armor.protect().plugins,

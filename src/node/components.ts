@@ -11,6 +11,7 @@ import type { ConnectionManager } from './lifecycle/connection-manager.ts';
 import type { ProtocolRegistry } from './lifecycle/protocol-registry.ts';
 import type { MetadataFetcher } from './metadata/metadata-fetcher.ts';
 import type { MetadataPublisher } from './metadata/metadata-publisher.ts';
+import type { Metrics } from './metrics/metrics.ts';
 import type { KnownPeersService } from './peers/known-peers-service.ts';
 import type { QuicTransport } from './quic/quic-transport.ts';
 
@@ -24,6 +25,8 @@ export interface NodeComponents {
   readonly logger: Logger;
   readonly identity: NodeIdentity;
   readonly bus: EventBus<NodeEventMap>;
+  /** Where each component declares its metrics (a no-op unless `[metrics] enabled`). */
+  readonly metrics: Metrics;
   /** Where failed writes are reported (the node's health reads it). */
   readonly storage: StorageHealth;
   readonly nodeState: NodeStateRepository;
@@ -41,5 +44,5 @@ export interface NodeComponents {
 /** What exists before the network parts: the node's own state and the registry its protocols join. */
 export type BaseComponents = Pick<
   NodeComponents,
-  'config' | 'logger' | 'identity' | 'bus' | 'storage' | 'knownPeers' | 'nodeState' | 'protocols'
+  'config' | 'logger' | 'identity' | 'bus' | 'metrics' | 'storage' | 'knownPeers' | 'nodeState' | 'protocols'
 >;

@@ -29,6 +29,9 @@ import { LimitCounters } from './lifecycle/limit-counters.ts';
 import { ProtocolRegistry } from './lifecycle/protocol-registry.ts';
 import { MetadataFetcher } from './metadata/metadata-fetcher.ts';
 import { MetadataPublisher } from './metadata/metadata-publisher.ts';
+import type { Metrics } from './metrics/metrics.ts';
+import { NoopMetrics } from './metrics/noop-metrics.ts';
+import { PrometheusMetrics } from './metrics/prometheus-metrics.ts';
 import { SelfMetadata, initialMetadata } from './metadata/self-metadata.ts';
 import { ReachabilityService } from './nat/reachability.ts';
 import { HearsayVerifier } from './peers/hearsay-verifier.ts';
@@ -65,6 +68,8 @@ export class RemoteNode {
   readonly addresses: AddressBook;
   readonly metadataPublisher: MetadataPublisher;
   readonly metadataFetcher: MetadataFetcher;
+  /** Where every component declares its metrics (exported at GET /metrics unless `[metrics] enabled` is false). */
+  readonly metrics: Metrics;
   readonly health: NodeHealth;
   readonly topicDiscovery: TopicDiscovery;
   readonly connectionLimits: InboundLimiter;
@@ -87,7 +92,9 @@ export class RemoteNode {
     private readonly database: OpenedDatabase,
     private readonly releaseLock: () => void,
   ) {
-    const bus = new EventBus<NodeEventMap>((error, type) => logger.error({ err: error, event: type }, 'event listener failed'));
+    // One registry per node: tests run several nodes in one process.
+    const metrics: Metrics = config.metrics.enabled ? new PrometheusMetrics() : new NoopMetrics();
+    const bus = new EventBus<NodeEventMap>((error, type) => logger.error({ err: error, event: type }, 'event listener failed'), metrics);
     const storage = new StorageHealth({ path: database.file, bus, logger });
     this.health = new NodeHealth(storage);
     const { max_known_peers, max_unverified_peers, hearsay_per_minute } = config.peer_discovery;
@@ -98,15 +105,26 @@ export class RemoteNode {
       {
         storage,
         trust: new PeerTrust(hearsay_per_minute),
+        metrics,
       },
     );
     const nodeState = new NodeStateRepository(database.db);
-    const base: BaseComponents = { config, logger, identity, bus, storage, knownPeers, nodeState, protocols: new ProtocolRegistry() };
+    const base: BaseComponents = {
+      config,
+      logger,
+      identity,
+      bus,
+      storage,
+      knownPeers,
+      nodeState,
+      metrics,
+      protocols: new ProtocolRegistry(),
+    };
 
     // The network parts every component shares (the connection manager, built last, owns the slots
     // the inbound limiter asks it to make room in).
     const dht = MainlineDht.create(base);
-    const limitCounters = new LimitCounters();
+    const limitCounters = new LimitCounters(metrics);
     const capacity = { makeRoomFor: (group: string, reserved: number) => connections.makeRoomFor(group, reserved) };
     this.connectionLimits = InboundLimiter.create(base, capacity, limitCounters);
     const transport = QuicTransport.create(base, this.connectionLimits);
@@ -116,6 +134,7 @@ export class RemoteNode {
     const connections = ConnectionManager.create(base, transport, IdentityExchanger.create(base, dht, addresses), limitCounters);
     const c: NodeComponents = { ...base, dht, transport, addresses, fetcher, publisher, connections };
     this.components = c;
+    this.metrics = metrics;
     [this.bus, this.knownPeers, this.connections, this.protocols, this.dht] = [bus, knownPeers, connections, base.protocols, dht];
     [this.transport, this.addresses, this.metadataPublisher, this.metadataFetcher] = [transport, addresses, publisher, fetcher];
 

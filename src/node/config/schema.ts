@@ -321,6 +321,14 @@ export const CONFIG_SPEC = {
       'Subscriptions open at once on the whole API, graphql-ws and SSE together (each costs ~10 KB).',
     ),
   },
+  metrics: {
+    enabled: setting(
+      boolean,
+      'true',
+      'true or false',
+      'Serve Prometheus metrics at GET /metrics on the API port (same access rules as /graphql); false exports nothing.',
+    ),
+  },
 } as const;
 
 type Spec = typeof CONFIG_SPEC;

@@ -1,7 +1,11 @@
 import { type RemoteInfo, type Socket, createSocket } from 'node:dgram';
 import type { Logger } from '../base/logger.ts';
+import type { Counter } from '../metrics/metrics.ts';
 import { type BencodeValue, decodeKrpc } from './krpc-decode.ts';
-import { type KrpcDropReason, checkKrpc } from './krpc-schemas.ts';
+import { type KrpcDropReason, checkKrpc, queryArguments } from './krpc-schemas.ts';
+
+/** Inbound queries that passed the checks, by method (one of BEP 5 / BEP 44's, or `other`) and outcome. */
+export type InboundQueryCounter = Counter<'method' | 'outcome'>;
 
 /** What the guard has seen (the API shows it). */
 export interface KrpcGuardStats {
@@ -45,7 +49,10 @@ export class KrpcGuard {
   /** Which query of ours an answer from `from` answers, by transaction id (set once the library owns the socket). */
   pendingMethod: (transactionId: Buffer, from: RemoteInfo) => string | undefined = () => undefined;
 
-  constructor(private readonly log: Logger) {
+  constructor(
+    private readonly log: Logger,
+    private readonly queries?: InboundQueryCounter,
+  ) {
     this.socket = createSocket('udp4');
     const emit = this.socket.emit.bind(this.socket);
     // Node's dgram delivers each datagram as emit('message', buffer, rinfo).
@@ -79,10 +86,15 @@ export class KrpcGuard {
       return false;
     }
     this.current = { kind: verdict.kind, from, message };
+    // A label value from a bounded set: a peer can send any method name.
+    const method = verdict.kind === 'query' ? (Object.hasOwn(queryArguments, verdict.method) ? verdict.method : 'other') : undefined;
     try {
-      return emit('message', data, from);
+      const handled = emit('message', data, from);
+      if (method !== undefined) this.queries?.inc({ method, outcome: 'answered' });
+      return handled;
     } catch (error) {
       this.handlerFailures += 1;
+      if (method !== undefined) this.queries?.inc({ method, outcome: 'failed' });
       this.report('handler', (suppressed) =>
         this.log.warn({ err: error, from: `${from.address}:${from.port}`, suppressed }, 'DHT handler failed on a datagram (contained)'),
       );

@@ -7,6 +7,8 @@ import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../base/peer-id.ts';
 import { verifySignature } from '../identity/signatures.ts';
 import type { Logger } from '../base/logger.ts';
 import { chooseNodeId, isValidBep42NodeId } from './bep42.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { NoopMetrics } from '../metrics/noop-metrics.ts';
 import { mutableTarget, signableBuffer, valueLengthOfSignable } from './bep44.ts';
 import { BEP44_SEQ_TOO_LOW, DHT_OPERATION_TIMEOUT_MS, DHT_QUERY_TIMEOUT_MS, K, MAX_BEP44_VALUE_BYTES } from './constants.ts';
 import { setBounded } from '../util/bounded-map.ts';
@@ -14,6 +16,7 @@ import { withDeadline } from '../util/time-bounds.ts';
 import { DhtNotRunningError, DhtTimeoutError } from './errors.ts';
 import { findFirstItem } from './first-item-lookup.ts';
 import { KrpcGuard, type KrpcGuardStats, NO_KRPC_TRAFFIC } from './krpc-guard.ts';
+import { type DhtMetrics, type DhtOperation, dhtMetrics } from './dht-metrics.ts';
 import { RoutingTablePolicy, type RoutingTableStats } from './routing-table-policy.ts';
 
 /** A verified BEP 44 mutable item as read from the DHT. */
@@ -56,6 +59,7 @@ export interface MainlineDhtOptions {
   readonly logger: Logger;
   /** Signature check for every item read or stored (the benchmark swaps in @noble/ed25519). */
   readonly verify?: (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean;
+  readonly metrics?: Metrics;
 }
 
 /**
@@ -71,18 +75,19 @@ export class MainlineDht implements Component {
   private routingPolicy: RoutingTablePolicy | undefined;
   private boundPort: number | undefined;
   private ready: Promise<void> = Promise.resolve();
-  private violations = 0;
+  private readonly metrics: DhtMetrics;
   /** Addresses offered to the routing table, and when (see addNode). */
   private readonly offered = new Map<string, number>();
   private readonly log: Logger;
   private readonly verify: (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean;
 
   /** As the node runs it: `[dht]` and `[node] listen_host`; a BEP 42 id only for a node configured public. */
-  static create({ config, logger }: BaseComponents): MainlineDht {
+  static create({ config, logger, metrics }: BaseComponents): MainlineDht {
     const specificHost = config.node.listen_host === '0.0.0.0' ? null : config.node.listen_host;
     // Chosen before reachability is known.
     const nodeId = chooseNodeId(config.node.node_type === 'public' ? 'public' : 'private', specificHost);
     return new MainlineDht({
+      metrics,
       nodeId,
       bootstrap: config.dht.bootstrap_nodes,
       host: config.node.listen_host,
@@ -94,10 +99,14 @@ export class MainlineDht implements Component {
   constructor(private readonly options: MainlineDhtOptions) {
     this.log = options.logger.child({ component: 'dht' });
     this.verify = options.verify ?? verifySignature;
+    this.metrics = dhtMetrics(options.metrics ?? new NoopMetrics(), {
+      routingTableSize: () => this.routingTableSize,
+      inbound: () => this.inbound,
+    });
   }
 
   async start(): Promise<void> {
-    const guard = new KrpcGuard(this.log);
+    const guard = new KrpcGuard(this.log, this.metrics.inboundQueries);
     const dht = new DHT({
       nodeId: this.options.nodeId,
       // Every datagram is checked before the library sees it (see KrpcGuard).
@@ -164,7 +173,7 @@ export class MainlineDht implements Component {
   }
 
   get bep42Violations(): number {
-    return this.violations;
+    return this.metrics.bep42Violations.value();
   }
 
   /** Datagrams received, dropped by the KRPC checks (by reason), and contained handler failures (since the last start). */
@@ -199,7 +208,7 @@ export class MainlineDht implements Component {
   /** Counts nodes whose id is not BEP 42-valid for their address (exempt ranges excepted). */
   checkNode(node: { id?: Buffer; host: string }): void {
     if (node.id && !isValidBep42NodeId(node.id, node.host)) {
-      this.violations += 1;
+      this.metrics.bep42Violations.inc();
       this.log.debug({ host: node.host, id: node.id.toString('hex') }, 'BEP 42 violation');
     }
   }
@@ -209,7 +218,11 @@ export class MainlineDht implements Component {
    * (signature, key, target) and a value over the BEP 44 size limit is ignored. With `useLocal`,
    * an item that another node stored at this node answers without a lookup.
    */
-  async getMutable(publicKey: Uint8Array, useLocal = false): Promise<MutableItem | null> {
+  getMutable(publicKey: Uint8Array, useLocal = false): Promise<MutableItem | null> {
+    return this.measured('get', () => this.getMutableItem(publicKey, useLocal));
+  }
+
+  private async getMutableItem(publicKey: Uint8Array, useLocal: boolean): Promise<MutableItem | null> {
     const dht = this.require();
     const target = mutableTarget(publicKey);
     const response = await withDeadline(
@@ -230,7 +243,11 @@ export class MainlineDht implements Component {
    * highest seq and checks each one's signature (15 to 50 datagrams on a 40-node DHT). Null when
    * the walk met no holder; a caller that must be sure asks again later, or uses getMutable.
    */
-  async findMutable(publicKey: Uint8Array): Promise<MutableItem | null> {
+  findMutable(publicKey: Uint8Array): Promise<MutableItem | null> {
+    return this.measured('find', () => this.findMutableItem(publicKey));
+  }
+
+  private async findMutableItem(publicKey: Uint8Array): Promise<MutableItem | null> {
     const dht = this.require();
     const target = mutableTarget(publicKey);
     const check = (response: GetResponse) => verifiedItem(response, publicKey, this.verify);
@@ -246,7 +263,11 @@ export class MainlineDht implements Component {
   }
 
   /** Stores a signed mutable item at the K closest nodes; refuses values over 1000 bencoded bytes. */
-  async putMutable(put: MutablePut): Promise<PutOutcome> {
+  putMutable(put: MutablePut): Promise<PutOutcome> {
+    return this.measured('put', () => this.putMutableItem(put));
+  }
+
+  private async putMutableItem(put: MutablePut): Promise<PutOutcome> {
     const dht = this.require();
     const encodedValue = Buffer.from(bencode.encode(put.value));
     if (encodedValue.length > MAX_BEP44_VALUE_BYTES) {
@@ -254,7 +275,7 @@ export class MainlineDht implements Component {
     }
     const target = mutableTarget(put.publicKey);
     // The lookup collects the closest nodes with their write tokens, and tells what the DHT holds.
-    const previous = await this.getMutable(put.publicKey, false);
+    const previous = await this.getMutableItem(put.publicKey, false);
     const closest = dht._tables.get(target.toString('hex'))?.closest(target, K) ?? [];
     const signature = Buffer.from(put.sign(signableBuffer(put.seq, encodedValue)));
     const results = await Promise.all(
@@ -282,7 +303,11 @@ export class MainlineDht implements Component {
   }
 
   /** BEP 5 announce_peer for `infoHash` with `port` at the closest nodes. */
-  async announce(infoHash: Buffer, port: number): Promise<void> {
+  announce(infoHash: Buffer, port: number): Promise<void> {
+    return this.measured('announce', () => this.announceAt(infoHash, port));
+  }
+
+  private async announceAt(infoHash: Buffer, port: number): Promise<void> {
     const dht = this.require();
     await withDeadline(
       new Promise<void>((resolve, reject) => dht.announce(infoHash, port, (error) => (error ? reject(error) : resolve()))),
@@ -293,7 +318,11 @@ export class MainlineDht implements Component {
   }
 
   /** BEP 5 get_peers for `infoHash`: the distinct peer addresses found. */
-  async lookup(infoHash: Buffer): Promise<HostPort[]> {
+  lookup(infoHash: Buffer): Promise<HostPort[]> {
+    return this.measured('lookup', () => this.lookupPeers(infoHash));
+  }
+
+  private async lookupPeers(infoHash: Buffer): Promise<HostPort[]> {
     const dht = this.require();
     const found = new Map<string, HostPort>();
     const onPeer = (peer: HostPort, hash: Buffer) => {
@@ -311,6 +340,23 @@ export class MainlineDht implements Component {
       dht.off('peer', onPeer);
     }
     return [...found.values()];
+  }
+
+  /** Counts one operation of ours by outcome and times it (BEP 44 get and put). */
+  private async measured<T>(operation: DhtOperation, run: () => Promise<T>): Promise<T> {
+    const timer = this.metrics.bep44Duration.startTimer();
+    let outcome: 'ok' | 'timeout' | 'error' = 'error';
+    try {
+      const result = await run();
+      outcome = 'ok';
+      return result;
+    } catch (error) {
+      if (error instanceof DhtTimeoutError) outcome = 'timeout';
+      throw error;
+    } finally {
+      this.metrics.operations.inc({ operation, outcome });
+      if (operation === 'get' || operation === 'put') timer({ operation, outcome });
+    }
   }
 
   private require(): DHT {

@@ -1,4 +1,6 @@
 import { RemoteNetworkError } from '../base/errors.ts';
+import type { Counter, Metrics } from '../metrics/metrics.ts';
+import { NoopMetrics } from '../metrics/noop-metrics.ts';
 
 /** One published event: its type, payload, time and a per-bus sequence number (gaps are visible). */
 export interface BusEvent<M, K extends keyof M = keyof M> {
@@ -38,8 +40,26 @@ export class EventBus<M extends object> {
   private seq = 0;
   private readonly byType = new Map<keyof M, Set<Handler<M>>>();
   private readonly any = new Set<Handler<M>>();
+  /** Streams from `subscribe` still open. */
+  private streams = 0;
+  private readonly overflows: Counter;
 
-  constructor(private readonly onListenerError: (error: unknown, type: keyof M) => void = () => {}) {}
+  constructor(
+    private readonly onListenerError: (error: unknown, type: keyof M) => void = () => {},
+    metrics: Metrics = new NoopMetrics(),
+  ) {
+    this.overflows = busMetrics(metrics, this);
+  }
+
+  /** Streams opened by `subscribe` and not yet ended (API subscriptions, for one). */
+  get streamCount(): number {
+    return this.streams;
+  }
+
+  /** Events published so far (the last sequence number). */
+  get published(): number {
+    return this.seq;
+  }
 
   on<K extends keyof M>(type: K, handler: (event: BusEvent<M, K>) => void): () => void {
     let set = this.byType.get(type);
@@ -104,9 +124,16 @@ export class EventBus<M extends object> {
     let waiting: ((result: IteratorResult<AnyBusEvent<M>>) => void) | undefined;
     let failure: SubscriberOverflowError | undefined;
     let done = false;
+    this.streams += 1;
+    let counted = true;
+    const uncount = () => {
+      if (counted) this.streams -= 1;
+      counted = false;
+    };
 
     const finish = () => {
       done = true;
+      uncount();
       off();
       waiting?.({ value: undefined, done: true });
       waiting = undefined;
@@ -121,7 +148,9 @@ export class EventBus<M extends object> {
       }
       if (queue.length >= limit) {
         failure = new SubscriberOverflowError(limit);
+        this.overflows.inc();
         done = true;
+        uncount();
         off();
         return;
       }
@@ -160,4 +189,28 @@ export class EventBus<M extends object> {
     };
     return iterator;
   }
+}
+
+/** The bus's metrics: listeners and streams are read at scrape time; overflows are counted here. */
+function busMetrics<M extends object>(metrics: Metrics, bus: EventBus<M>): Counter {
+  metrics.observedGauge({
+    name: 'remote_network_events_subscribers',
+    help: "Listeners on the event bus, by kind (handler: a component or test listening; stream: an open subscription such as the API's).",
+    labelNames: ['kind'],
+    observe: (record) => {
+      const streams = bus.streamCount;
+      record({ kind: 'stream' }, streams);
+      // Each stream listens through one `onAny` handler: counted once, as a stream.
+      record({ kind: 'handler' }, bus.listenerCount() - streams);
+    },
+  });
+  metrics.observedCounter({
+    name: 'remote_network_events_published_total',
+    help: "Events published on the node's event bus.",
+    observe: (record) => record(bus.published),
+  });
+  return metrics.counter({
+    name: 'remote_network_events_subscriber_overflows_total',
+    help: 'Subscription streams closed because their consumer fell more than its buffer behind (SUBSCRIPTION_OVERFLOW).',
+  });
 }

@@ -8,7 +8,7 @@ import { RemoteNetworkError } from '../base/errors.ts';
 import type { NodeIdentity } from '../identity/key-store.ts';
 import { peerIdFromPublicKey } from '../base/peer-id.ts';
 import type { KnownPeersService } from '../peers/known-peers-service.ts';
-import type { PeerConnection } from '../quic/types.ts';
+import type { PeerConnection, PeerStream } from '../quic/types.ts';
 import { TokenBuckets } from '../util/token-buckets.ts';
 import { MessageChannel } from '../wire/channel.ts';
 import {
@@ -110,9 +110,9 @@ export class IdentityExchanger {
     this.budget = new TokenBuckets({ burst: perMinute, perSecond: perMinute / 60, maxKeys: MAX_BUDGETED_CONNECTIONS });
   }
 
-  /** Dialer side: opens the stream and leads the conversation. */
-  async initiate(connection: PeerConnection): Promise<ExchangeResult> {
-    const channel = new MessageChannel(await connection.openStream());
+  /** Dialer side: opens the stream (with `open`, when given) and leads the conversation. */
+  async initiate(connection: PeerConnection, open: () => Promise<PeerStream> = () => connection.openStream()): Promise<ExchangeResult> {
+    const channel = new MessageChannel(await open());
     try {
       // Both phases and our end at once: the peer id TLS proved already names whom to leave out
       // of the list, so nothing here waits for the peer's identity; one round trip in all.

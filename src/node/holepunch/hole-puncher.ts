@@ -8,10 +8,13 @@ import type { NodeEventMap } from '../events/types.ts';
 import { NotConnectedError, type ConnectionManager } from '../lifecycle/connection-manager.ts';
 import type { ProtocolRegistry } from '../lifecycle/protocol-registry.ts';
 import type { Logger } from '../base/logger.ts';
+import { NoopMetrics } from '../metrics/noop-metrics.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 import type { PeerConnection } from '../quic/types.ts';
 import { setBounded } from '../util/bounded-map.ts';
 import { MessageChannel } from '../wire/channel.ts';
 import { holePunchConnectMessage, holePunchSyncMessage } from '../wire/messages.ts';
+import { type HolePunchMetrics, holePunchMetrics } from './holepunch-metrics.ts';
 
 /** Automatic attempts per peer (the API may ask for more). */
 export const AUTO_ATTEMPTS_PER_PEER = 2;
@@ -55,6 +58,7 @@ export interface HolePuncherOptions {
   readonly logger: Logger;
   /** Our addresses as peers can reach them: observed external ones first, then local ones. */
   readonly ownAddresses: () => string[];
+  readonly metrics?: Metrics;
 }
 
 /**
@@ -66,9 +70,7 @@ export interface HolePuncherOptions {
  */
 export class HolePuncher implements Component {
   readonly name = 'holepunch';
-  private attempts = 0;
-  private successes = 0;
-  private failures = 0;
+  private readonly metrics: HolePunchMetrics;
   private lastDurationMs: number | null = null;
   private lastError: string | null = null;
   private readonly perPeer = new Map<string, number>();
@@ -77,8 +79,9 @@ export class HolePuncher implements Component {
   private readonly log: Logger;
 
   /** As the node runs it: punches from the transport's socket, never towards one of our own addresses. */
-  static create({ connections, protocols, bus, logger, transport, addresses }: NodeComponents): HolePuncher {
+  static create({ connections, protocols, bus, logger, transport, addresses, metrics }: NodeComponents): HolePuncher {
     return new HolePuncher({
+      metrics,
       connections,
       protocols,
       bus,
@@ -90,13 +93,14 @@ export class HolePuncher implements Component {
 
   constructor(private readonly options: HolePuncherOptions) {
     this.log = options.logger.child({ component: 'holepunch' });
+    this.metrics = holePunchMetrics(options.metrics ?? new NoopMetrics());
   }
 
   get stats(): HolePunchStats {
     return {
-      attempts: this.attempts,
-      successes: this.successes,
-      failures: this.failures,
+      attempts: this.metrics.started.value(),
+      successes: this.metrics.attempts.value({ outcome: 'succeeded' }),
+      failures: this.metrics.attempts.value({ outcome: 'failed' }),
       lastDurationMs: this.lastDurationMs,
       lastError: this.lastError,
     };
@@ -145,7 +149,7 @@ export class HolePuncher implements Component {
     if (!info.viaRelay) return { peerId, direct: true, durationMs: 0, attempt: 0 };
     const attempt = (this.perPeer.get(peerId) ?? 0) + 1;
     setBounded(this.perPeer, peerId, attempt, 4096);
-    this.attempts += 1;
+    this.metrics.started.inc();
     this.options.bus.emit('holepunch.started', { peerId, attempt });
     const started = performance.now();
     const direct = this.waitForDirect(peerId, PUNCH_TIMEOUT_MS * 2);
@@ -166,14 +170,15 @@ export class HolePuncher implements Component {
     const now = this.options.connections.byPeer(peerId);
     if (now && !now.viaRelay) {
       const durationMs = Math.round(performance.now() - started);
-      this.successes += 1;
+      this.metrics.attempts.inc({ outcome: 'succeeded' });
+      this.metrics.duration.observe(durationMs / 1000);
       this.lastDurationMs = durationMs;
       this.options.bus.emit('holepunch.succeeded', { peerId, attempt, durationMs });
       this.log.info({ peer: peerId, durationMs, address: now.remoteAddress, direction: now.direction }, 'hole punch succeeded');
       return { peerId, direct: true, durationMs, attempt };
     }
     const reason = failure?.message ?? 'no direct connection';
-    this.failures += 1;
+    this.metrics.attempts.inc({ outcome: 'failed' });
     this.lastError = reason;
     this.options.bus.emit('holepunch.failed', { peerId, attempt, reason });
     this.log.info({ peer: peerId, reason }, 'hole punch failed; staying on the relay');

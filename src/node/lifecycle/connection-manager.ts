@@ -8,15 +8,18 @@ import type { ConnectionState } from '../base/connection-state.ts';
 import type { ExchangeResult, IdentityExchanger } from '../exchange/identity-exchange.ts';
 import type { StorageWriteReporter } from '../health/storage-health.ts';
 import type { Logger } from '../base/logger.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { NoopMetrics } from '../metrics/noop-metrics.ts';
 import { settleWithin } from '../util/time-bounds.ts';
 import { PeerConnectionLimitError } from '../quic/errors.ts';
 import { type LimitReason, refusalPhrase } from '../quic/refusal.ts';
-import type { Direction, PeerConnection, PeerStream, Transport } from '../quic/types.ts';
+import type { Direction, PeerConnection, PeerStream, StreamTraffic, Transport } from '../quic/types.ts';
 import { MessageChannel, isProtocolError } from '../wire/channel.ts';
 import { MAX_PROTOCOL_ERRORS, READ_TIMEOUT_MS } from '../wire/constants.ts';
 import { ReadTimeoutError } from '../wire/errors.ts';
 import { identityMessage } from '../wire/messages.ts';
 import { connectionGroup } from './connection-groups.ts';
+import { type ConnectionMetrics, type DialOutcome, connectionMetrics } from './connection-metrics.ts';
 import { PeerProtection, type PruneCandidate, choosePruneVictim } from './connection-pruner.ts';
 import type { LimitCounters } from './limit-counters.ts';
 import { type ProtocolRegistry, UNBOUNDED } from './protocol-registry.ts';
@@ -84,6 +87,7 @@ export interface ConnectionManagerOptions {
   readonly storage?: StorageWriteReporter;
   /** Where refusals for capacity and prunes are counted (shared with the inbound limits). */
   readonly limitCounters?: LimitCounters;
+  readonly metrics?: Metrics;
 }
 
 let pendingIds = 0;
@@ -106,12 +110,15 @@ export class ConnectionManager implements Component {
   private cleanupTimer: NodeJS.Timeout | undefined;
   private unhandleIdentity: (() => void) | undefined;
   private readonly log: Logger;
+  private readonly metrics: ConnectionMetrics;
+  /** Counts the message bytes of every stream handed out or dispatched here, by protocol. */
+  private readonly traffic: StreamTraffic;
   /** Peers never pruned (see connection-pruner.ts): relays, bootstrap peers, and whatever tags later code sets. */
   readonly protection = new PeerProtection();
 
   /** As the node runs it: `[quic]` idle timeout and connection cap. */
   static create(c: BaseComponents, transport: Transport, exchanger: IdentityExchanger, limitCounters: LimitCounters): ConnectionManager {
-    const { config, protocols, bus, logger, identity, storage } = c;
+    const { config, protocols, bus, logger, identity, storage, metrics } = c;
     const idleTimeoutMs = config.quic.quic_idle_timeout * 1000;
     return new ConnectionManager({
       transport,
@@ -125,11 +132,19 @@ export class ConnectionManager implements Component {
       cleanupIntervalMs: Math.min(60_000, Math.max(1_000, idleTimeoutMs / 4)),
       maxConnections: config.quic.max_connections,
       ownPeerId: identity.peerId,
+      metrics,
     });
   }
 
   constructor(private readonly options: ConnectionManagerOptions) {
     this.log = options.logger.child({ component: 'connections' });
+    this.metrics = connectionMetrics(options.metrics ?? new NoopMetrics(), () => this.tracked.values());
+    // A label from a bounded set: a peer's first message may name any type.
+    const protocolOf = (type: string) => (options.protocols.has(type) ? type : 'other');
+    this.traffic = {
+      sent: (protocol, bytes) => this.metrics.sentBytes.inc({ protocol: protocolOf(protocol) }, bytes),
+      received: (protocol, bytes) => this.metrics.receivedBytes.inc({ protocol: protocolOf(protocol) }, bytes),
+    };
   }
 
   interceptInbound(interceptor: InboundInterceptor): void {
@@ -140,7 +155,17 @@ export class ConnectionManager implements Component {
     // Relayed connections run the exchange too; the connection limits bound how many run at once.
     this.unhandleIdentity = this.options.protocols.handle(
       identityMessage,
-      async (remote, connection, channel) => this.exchanged(connection, await this.options.exchanger.respond(connection, channel, remote)),
+      async (remote, connection, channel) => {
+        const timer = this.metrics.exchangeDuration.startTimer();
+        let outcome = 'error';
+        try {
+          const result = await this.options.exchanger.respond(connection, channel, remote);
+          outcome = 'ok';
+          this.exchanged(connection, result);
+        } finally {
+          timer({ role: 'responder', outcome });
+        }
+      },
       { maxStreams: UNBOUNDED },
     );
     this.options.transport.onConnection((connection) => this.accept(connection));
@@ -220,6 +245,7 @@ export class ConnectionManager implements Component {
     dial: () => Promise<PeerConnection>,
   ): Promise<ConnectionInfo> {
     if (this.tracked.size >= this.options.maxConnections) {
+      this.countDial(target.viaRelay, 'limited');
       throw new ConnectionLimitError(`already ${this.tracked.size} connections (limit ${this.options.maxConnections})`);
     }
     const record = this.track({ id: `pending-${++pendingIds}`, connection: null, direction: 'outbound', ...target });
@@ -228,10 +254,12 @@ export class ConnectionManager implements Component {
       this.tracked.delete(record.id);
       const live = this.adopt(connection, record);
       if (!live) throw new DuplicateConnectionError();
-      const result = await this.withStream(live, () => this.options.exchanger.initiate(connection));
+      const result = await this.withStream(live, () => this.initiateExchange(connection));
       this.exchanged(connection, result);
+      this.countDial(target.viaRelay, 'connected');
       return this.info(live);
     } catch (error) {
+      this.countDial(target.viaRelay, record.connection?.remoteRefusal !== undefined ? 'refused' : 'failed');
       if (record.connection === null) {
         this.transition(record, 'CLOSED');
         this.tracked.delete(record.id);
@@ -257,14 +285,14 @@ export class ConnectionManager implements Component {
     const t = this.livePeer(peerId);
     if (!t?.connection) throw new NotConnectedError(peerId);
     const connection = t.connection;
-    return this.withStream(t, async () => work(await connection.openStream(), connection));
+    return this.withStream(t, async () => work(this.metered(await connection.openStream()), connection));
   }
 
   /** Runs `work` on a new stream of one given connection, counted as active meanwhile. */
   async withConnectionStream<T>(connection: PeerConnection, work: (stream: PeerStream) => Promise<T>): Promise<T> {
     const t = this.tracked.get(connection.id);
     if (!t || t.connection !== connection || !isLive(t)) throw new NotConnectedError(connection.remotePeerId);
-    return this.withStream(t, async () => work(await connection.openStream()));
+    return this.withStream(t, async () => work(this.metered(await connection.openStream())));
   }
 
   /** Re-runs the exchange over an open connection (periodic discovery). */
@@ -272,9 +300,30 @@ export class ConnectionManager implements Component {
     const t = this.livePeer(peerId);
     if (!t?.connection) throw new NotConnectedError(peerId);
     const connection = t.connection;
-    const result = await this.withStream(t, () => this.options.exchanger.initiate(connection));
+    const result = await this.withStream(t, () => this.initiateExchange(connection));
     this.exchanged(connection, result);
     return result;
+  }
+
+  private async initiateExchange(connection: PeerConnection): Promise<ExchangeResult> {
+    const timer = this.metrics.exchangeDuration.startTimer();
+    let outcome = 'error';
+    try {
+      const result = await this.options.exchanger.initiate(connection, async () => this.metered(await connection.openStream()));
+      outcome = 'ok';
+      return result;
+    } finally {
+      timer({ role: 'initiator', outcome });
+    }
+  }
+
+  private countDial(viaRelay: boolean, outcome: DialOutcome): void {
+    this.metrics.dials.inc({ path: viaRelay ? 'relayed' : 'direct', outcome });
+  }
+
+  /** The stream, its message bytes counted (see MessageChannel). */
+  private metered(stream: PeerStream): PeerStream {
+    return { readable: stream.readable, writable: stream.writable, cancel: (reason) => stream.cancel(reason), traffic: this.traffic };
   }
 
   /** Adopts a connection the peer opened (QUIC, or a relay circuit's control stream). */
@@ -413,7 +462,7 @@ export class ConnectionManager implements Component {
 
   private async dispatch(record: Tracked, connection: PeerConnection, stream: PeerStream): Promise<void> {
     await this.withStream(record, async () => {
-      const outcome = await this.options.protocols.accept(connection, new MessageChannel(stream));
+      const outcome = await this.options.protocols.accept(connection, new MessageChannel(this.metered(stream)));
       if (!outcome.ok) this.onStreamError(record, connection, outcome.error, outcome.protocol);
     }).catch(() => {});
   }

@@ -163,6 +163,10 @@ export class ProtocolRegistry {
     };
   }
 
+  has(type: string): boolean {
+    return this.protocols.has(type);
+  }
+
   /** The registered protocols, by first-message type. */
   get registered(): string[] {
     return [...this.protocols.keys()];

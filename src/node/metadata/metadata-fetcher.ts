@@ -4,6 +4,8 @@ import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import { peerIdFromPublicKey } from '../base/peer-id.ts';
 import type { Logger } from '../base/logger.ts';
+import type { Counter, Metrics } from '../metrics/metrics.ts';
+import { NoopMetrics } from '../metrics/noop-metrics.ts';
 import { setBounded } from '../util/bounded-map.ts';
 import { MetadataInvalidError, type PeerMetadata, decodeMetadata } from './peer-metadata.ts';
 
@@ -32,6 +34,26 @@ export interface MetadataFetcherOptions {
   readonly logger: Logger;
   /** 0 disables the cache. */
   readonly ttlMs: number;
+  readonly metrics?: Metrics;
+}
+
+interface FetcherMetrics {
+  readonly dhtLookups: Counter;
+  readonly cache: Counter<'result'>;
+}
+
+function fetcherMetrics(metrics: Metrics): FetcherMetrics {
+  return {
+    dhtLookups: metrics.counter({
+      name: 'remote_network_metadata_dht_lookups_total',
+      help: 'DHT lookups made to read peer metadata (what the cache did not answer).',
+    }),
+    cache: metrics.counter({
+      name: 'remote_network_metadata_cache_lookups_total',
+      help: 'Reads of peer metadata that consulted the cache, by result (hit or miss); `fresh` reads skip it.',
+      labelNames: ['result'],
+    }),
+  };
 }
 
 /**
@@ -43,27 +65,30 @@ export interface MetadataFetcherOptions {
 export class MetadataFetcher {
   private readonly cache = new Map<string, CacheEntry>();
   private readonly inFlight = new Map<string, Promise<FetchedMetadata | null>>();
-  private lookups = 0;
+  private readonly metrics: FetcherMetrics;
   private readonly log: Logger;
 
-  static create({ config, bus, logger }: BaseComponents, dht: MainlineDht): MetadataFetcher {
-    return new MetadataFetcher({ dht, bus, logger, ttlMs: config.dht.metadata_cache_ttl * 1000 });
+  static create({ config, bus, logger, metrics }: BaseComponents, dht: MainlineDht): MetadataFetcher {
+    return new MetadataFetcher({ dht, bus, logger, metrics, ttlMs: config.dht.metadata_cache_ttl * 1000 });
   }
 
   constructor(private readonly options: MetadataFetcherOptions) {
     this.log = options.logger.child({ component: 'metadata-fetcher' });
+    this.metrics = fetcherMetrics(options.metrics ?? new NoopMetrics());
   }
 
   /** DHT lookups made so far (cache misses). */
   get lookupCount(): number {
-    return this.lookups;
+    return this.metrics.dhtLookups.value();
   }
 
   async fetch(publicKey: Uint8Array, options: { fresh?: boolean } = {}): Promise<FetchedMetadata | null> {
     const peerId = peerIdFromPublicKey(publicKey);
     if (!options.fresh) {
       const hit = this.cache.get(peerId);
-      if (hit && hit.expires > Date.now()) {
+      const fresh = hit !== undefined && hit.expires > Date.now();
+      this.metrics.cache.inc({ result: fresh ? 'hit' : 'miss' });
+      if (hit && fresh) {
         if (hit.value) {
           this.options.bus.emit('dht.metadata.fetched', { peerId, sequence: hit.value.sequence, cached: true });
           return { ...hit.value, cached: true };
@@ -88,8 +113,10 @@ export class MetadataFetcher {
   async findAny(publicKey: Uint8Array): Promise<FetchedMetadata | null> {
     const peerId = peerIdFromPublicKey(publicKey);
     const hit = this.cache.get(peerId);
-    if (hit?.value && hit.expires > Date.now()) return { ...hit.value, cached: true };
-    this.lookups += 1;
+    const fresh = hit?.value && hit.expires > Date.now();
+    this.metrics.cache.inc({ result: fresh ? 'hit' : 'miss' });
+    if (hit?.value && fresh) return { ...hit.value, cached: true };
+    this.metrics.dhtLookups.inc();
     const item = await this.options.dht.findMutable(publicKey);
     const result = item ? this.accepted(peerId, item) : null;
     if (result) this.remember(peerId, result);
@@ -102,7 +129,7 @@ export class MetadataFetcher {
   }
 
   private async lookup(peerId: string, publicKey: Uint8Array): Promise<FetchedMetadata | null> {
-    this.lookups += 1;
+    this.metrics.dhtLookups.inc();
     const item = await this.options.dht.getMutable(publicKey, false);
     const result = item ? this.accepted(peerId, item) : null;
     this.remember(peerId, result);

@@ -10,12 +10,15 @@ import { connectionGroup } from '../lifecycle/connection-groups.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
 import type { ProtocolRegistry } from '../lifecycle/protocol-registry.ts';
 import type { Logger } from '../base/logger.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { NoopMetrics } from '../metrics/noop-metrics.ts';
 import type { PeerConnection } from '../quic/types.ts';
 import { setBounded } from '../util/bounded-map.ts';
 import { MessageChannel } from '../wire/channel.ts';
 import { dialbackRequestMessage, dialbackResultMessage } from '../wire/messages.ts';
 import type { NatType, ObservedAddresses } from './observed-addresses.ts';
 
+const REACHABILITY_VERDICTS: readonly Reachability[] = ['UNKNOWN', 'PUBLIC', 'PRIVATE'];
 /**
  * How sure the verdict is: NONE (no verdict), PROVISIONAL (one peer's word, or peers of one
  * network only when others were available), CONFIRMED (two distinct peers, from distinct networks
@@ -64,6 +67,7 @@ export interface ReachabilityOptions {
   /** Re-check period once CONFIRMED, and while PROVISIONAL or undecided. */
   readonly recheckIntervalMs: number;
   readonly unsettledRecheckIntervalMs: number;
+  readonly metrics?: Metrics;
 }
 
 /** What a check found, and what the node believes now. */
@@ -115,8 +119,9 @@ export class ReachabilityService implements Component {
 
   /** As the node runs it: `[nat]` intervals, dial-backs probed by the transport, observations kept in the address book. */
   static create(c: NodeComponents): ReachabilityService {
-    const { config, connections, protocols, bus, logger, addresses, transport } = c;
+    const { config, connections, protocols, bus, logger, addresses, transport, metrics } = c;
     return new ReachabilityService({
+      metrics,
       mode: config.node.node_type,
       connections,
       protocols,
@@ -135,6 +140,14 @@ export class ReachabilityService implements Component {
     this.verdict = options.mode === 'public' ? 'PUBLIC' : options.mode === 'private' ? 'PRIVATE' : 'UNKNOWN';
     this.confidenceLevel = options.mode === 'auto' ? 'NONE' : 'CONFIGURED';
     options.connections.interceptInbound((connection) => this.interceptDialback(connection));
+    (options.metrics ?? new NoopMetrics()).observedGauge({
+      name: 'remote_network_reachability',
+      help: 'The reachability verdict: 1 for the current one (PUBLIC, PRIVATE or UNKNOWN), 0 for the others.',
+      labelNames: ['verdict'],
+      observe: (record) => {
+        for (const verdict of REACHABILITY_VERDICTS) record({ verdict }, verdict === this.verdict ? 1 : 0);
+      },
+    });
   }
 
   get reachability(): Reachability {

@@ -9,6 +9,8 @@ import type {
 import type { EventBus } from '../events/bus.ts';
 import type { NodeEventMap } from '../events/types.ts';
 import type { StorageWriteReporter } from '../health/storage-health.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { NoopMetrics } from '../metrics/noop-metrics.ts';
 import { PeerTrust } from './peer-trust.ts';
 
 export interface RecordResult extends UpsertResult {
@@ -20,6 +22,7 @@ export interface KnownPeersServiceOptions {
   /** Where refused writes are reported; without it a failed write throws. */
   readonly storage?: StorageWriteReporter | undefined;
   readonly trust?: PeerTrust | undefined;
+  readonly metrics?: Metrics | undefined;
 }
 
 /**
@@ -44,6 +47,15 @@ export class KnownPeersService {
     this.ownPublicKey = Buffer.from(ownPublicKey);
     this.trust = options.trust ?? new PeerTrust();
     this.storage = options.storage;
+    (options.metrics ?? new NoopMetrics()).observedGauge({
+      name: 'remote_network_known_peers',
+      help: 'Peers in the known-peers table, by status (verified: met in an exchange or proven through the DHT; unverified: hearsay).',
+      labelNames: ['status'],
+      observe: (record) => {
+        record({ status: 'verified' }, repository.count({ verified: true }));
+        record({ status: 'unverified' }, repository.count({ verified: false }));
+      },
+    });
   }
 
   /**

@@ -15,6 +15,14 @@ export interface PeerStream {
   readonly writable: WritableStream<Uint8Array>;
   /** Aborts both directions (a reset stream), e.g. after a protocol error. */
   cancel(reason?: unknown): void;
+  /** Told the bytes of the messages a MessageChannel sends and receives on it (set by the connection manager). */
+  readonly traffic?: StreamTraffic;
+}
+
+/** Where a stream's message bytes are counted, per protocol (the type of the stream's first message). */
+export interface StreamTraffic {
+  sent(protocol: string, bytes: number): void;
+  received(protocol: string, bytes: number): void;
 }
 
 export interface PeerConnection {

@@ -7,6 +7,8 @@ import type { NodeEventMap } from '../events/types.ts';
 import type { ConnectionManager } from '../lifecycle/connection-manager.ts';
 import { type ProtocolRegistry, UNBOUNDED } from '../lifecycle/protocol-registry.ts';
 import type { Logger } from '../base/logger.ts';
+import type { Counter, Metrics } from '../metrics/metrics.ts';
+import { NoopMetrics } from '../metrics/noop-metrics.ts';
 import type { PeerConnection } from '../quic/types.ts';
 import { splice } from '../util/stream-splice.ts';
 import { MessageChannel } from '../wire/channel.ts';
@@ -81,6 +83,7 @@ export interface RelayServerOptions {
   readonly keepaliveIntervalMs: number;
   /** Our dialable address, as clients should publish it. */
   readonly ownAddress: () => string | null;
+  readonly metrics?: Metrics;
 }
 
 /**
@@ -97,10 +100,12 @@ export class RelayServer implements Component {
   private readonly circuits = new Map<string, number>();
   private readonly log: Logger;
   private readonly unhandle: Array<() => void> = [];
+  private readonly metrics: RelayServerMetrics;
 
   /** As the node runs it: `[relay]` limits, serving while the node is a relay (relay_mode and public). */
-  static create({ config, connections, protocols, bus, logger, addresses }: NodeComponents): RelayServer {
+  static create({ config, connections, protocols, bus, logger, addresses, metrics }: NodeComponents): RelayServer {
     return new RelayServer({
+      metrics,
       connections,
       protocols,
       bus,
@@ -114,6 +119,11 @@ export class RelayServer implements Component {
 
   constructor(private readonly options: RelayServerOptions) {
     this.log = options.logger.child({ component: 'relay-server' });
+    this.metrics = relayServerMetrics(options.metrics ?? new NoopMetrics(), {
+      sessions: () => this.sessions.size,
+      // Each circuit is counted at both of its ends.
+      circuits: () => [...this.circuits.values()].reduce((sum, n) => sum + n, 0) / 2,
+    });
   }
 
   /**
@@ -247,13 +257,16 @@ export class RelayServer implements Component {
         }
         await channel.send({ type: 'relay_connected' });
         target.totalCircuits += 1;
+        this.metrics.circuits.inc();
         const callerSession = this.sessions.get(source);
         const ended = await splice(channel.detach(), toTarget.detach(), this.limits(), {
           aToB: (bytes) => {
+            this.metrics.relayedBytes.inc(bytes);
             target.bytesOut += bytes;
             if (callerSession) callerSession.bytesIn += bytes;
           },
           bToA: (bytes) => {
+            this.metrics.relayedBytes.inc(bytes);
             target.bytesIn += bytes;
             if (callerSession) callerSession.bytesOut += bytes;
           },
@@ -275,4 +288,36 @@ export class RelayServer implements Component {
     if (next <= 0) this.circuits.delete(peerId);
     else this.circuits.set(peerId, next);
   }
+}
+
+interface RelayServerMetrics {
+  readonly circuits: Counter;
+  readonly relayedBytes: Counter;
+}
+
+/** The relay's metrics: sessions and open circuits are read at scrape time. */
+function relayServerMetrics(
+  metrics: Metrics,
+  read: { readonly sessions: () => number; readonly circuits: () => number },
+): RelayServerMetrics {
+  metrics.observedGauge({
+    name: 'remote_network_relay_sessions',
+    help: 'NAT clients registered at this relay now.',
+    observe: (record) => record(read.sessions()),
+  });
+  metrics.observedGauge({
+    name: 'remote_network_relay_circuits',
+    help: 'Circuits this relay is splicing now.',
+    observe: (record) => record(read.circuits()),
+  });
+  return {
+    circuits: metrics.counter({
+      name: 'remote_network_relay_circuits_opened_total',
+      help: 'Circuits this relay opened between a caller and a registered client.',
+    }),
+    relayedBytes: metrics.counter({
+      name: 'remote_network_relay_circuit_bytes_total',
+      help: 'Bytes this relay forwarded through its circuits, both directions.',
+    }),
+  };
 }

@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import { RemoteNetworkError } from '../base/errors.ts';
 import type { PeerStream } from '../quic/types.ts';
-import { READ_TIMEOUT_MS } from './constants.ts';
+import { FRAME_HEADER_BYTES, READ_TIMEOUT_MS } from './constants.ts';
 import { MalformedMessageError, ProtocolError, RemoteRefusedError, StreamEndedError, UnexpectedMessageError } from './errors.ts';
 import { FrameReader, encodeFrame } from './framing.ts';
 import { type WireMessage, errorMessage } from './messages.ts';
@@ -18,6 +18,8 @@ export class MessageChannel {
   private failed = false;
   /** Deadline of a read that names none (a protocol may set its own, see ProtocolLimits). */
   private readTimeoutMs = READ_TIMEOUT_MS;
+  /** The type of the conversation's first message, either way (what its bytes are counted under). */
+  private protocol: string | undefined;
 
   constructor(private readonly stream: PeerStream) {
     this.reader = new FrameReader(stream.readable);
@@ -27,6 +29,11 @@ export class MessageChannel {
   /** Several messages go out as one write, so they can share packets instead of one send each. */
   async send(...messages: WireMessage[]): Promise<void> {
     const frames = messages.map(frameOf);
+    this.count(
+      'sent',
+      frames.reduce((sum, f) => sum + f.length, 0),
+      messages[0]?.type,
+    );
     await this.writer.write(frames.length === 1 ? frames[0] : Buffer.concat(frames));
   }
 
@@ -55,9 +62,12 @@ export class MessageChannel {
     try {
       body = JSON.parse(payload.toString('utf8'));
     } catch {
+      this.count('received', FRAME_HEADER_BYTES + payload.length, undefined);
       throw new MalformedMessageError('frame is not JSON');
     }
-    if (body === null || typeof body !== 'object' || Array.isArray(body) || typeof (body as { type?: unknown }).type !== 'string') {
+    const type = (body as { type?: unknown } | null)?.type;
+    this.count('received', FRAME_HEADER_BYTES + payload.length, typeof type === 'string' ? type : undefined);
+    if (body === null || typeof body !== 'object' || Array.isArray(body) || typeof type !== 'string') {
       throw new MalformedMessageError('message is not an object with a string type');
     }
     const typed = body as Record<string, unknown> & { type: string };
@@ -110,6 +120,7 @@ export class MessageChannel {
     if (!this.writeClosed && error instanceof RemoteNetworkError && !(error instanceof RemoteRefusedError)) {
       this.writeClosed = true;
       const frame = frameOf({ type: 'error', code: error.code, message: error.message.slice(0, 500) });
+      this.count('sent', frame.length, 'error');
       await this.writer
         .write(frame)
         .then(() => this.writer.close())
@@ -117,6 +128,13 @@ export class MessageChannel {
     }
     // Our side is already finished when the frame went out; then this only stops the peer's.
     this.stream.cancel(error);
+  }
+
+  private count(direction: 'sent' | 'received', bytes: number, type: string | undefined): void {
+    const traffic = this.stream.traffic;
+    if (!traffic) return;
+    this.protocol ??= type ?? 'unknown';
+    traffic[direction](this.protocol, bytes);
   }
 }
 

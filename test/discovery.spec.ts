@@ -162,7 +162,7 @@ describe('discovery alone, over connection managers on an in-memory network', ()
   });
 
   it('caps the backoff for bootstrap peers and retries them for ever; other addresses back off further and give up', async (t) => {
-    t.mock.timers.enable({ apis: ['setTimeout', 'setInterval', 'Date'] });
+    t.mock.timers.enable({ apis: ['setTimeout', 'setInterval', 'Date'], now: Date.now() });
     const network = new MemoryNetwork();
     const bootstrap: HostPort = { host: '198.51.100.1', port: 1 };
     const topicPeer: HostPort = { host: '203.0.113.1', port: 1 };
@@ -187,7 +187,7 @@ describe('discovery alone, over connection managers on an in-memory network', ()
   });
 
   it('stop() ends the retries: no dial after it', async (t) => {
-    t.mock.timers.enable({ apis: ['setTimeout', 'setInterval', 'Date'] });
+    t.mock.timers.enable({ apis: ['setTimeout', 'setInterval', 'Date'], now: Date.now() });
     const network = new MemoryNetwork();
     const bootstrap: HostPort = { host: '198.51.100.1', port: 1 };
     const d = discoveryUnderTest(t, network, { host: '192.0.2.1', bootstrap: [bootstrap] });

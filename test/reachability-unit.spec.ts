@@ -3,6 +3,7 @@ import { type TestContext, describe, it } from 'node:test';
 import type { HostPort } from '../src/node/base/address.ts';
 import type { NodeTypeSetting } from '../src/node/base/node-type.ts';
 import {
+  DIALBACKS_PER_MINUTE,
   DIALBACK_PEER_PAUSE_MS,
   DIALBACK_TIMEOUT_MS,
   MIN_CHECK_GAP_MS,
@@ -30,15 +31,16 @@ interface ReachabilityUnderTest extends ManagerUnderTest {
   hold: Promise<void> | undefined;
 }
 
+/** No idle connection is closed within the mocked hours of a test. */
+const NO_IDLE_CLEANUP = { idleTimeoutMs: 24 * 3_600_000, cleanupIntervalMs: 3_600_000 };
 const RECHECK_MS = 600_000;
 const UNSETTLED_RECHECK_MS = 60_000;
 
 /** A ReachabilityService alone over a connection manager on `network`, its probe a fake; started, stopped after the test. */
 function reachabilityUnderTest(t: TestContext, network: MemoryNetwork, host: string, mode: NodeTypeSetting): ReachabilityUnderTest {
-  // No idle cleanup within the mocked hours of a test.
   const manager = connectionManagerUnderTest(t, network, {
     host,
-    manager: { idleTimeoutMs: 24 * 3_600_000, cleanupIntervalMs: 3_600_000 },
+    manager: { ...NO_IDLE_CLEANUP, maxConnections: 128 },
   });
   const self: { behaviour: ProbeBehaviour; hold: Promise<void> | undefined } = { behaviour: 'dial back', hold: undefined };
   const probe = async (address: HostPort, peerId: string): Promise<boolean> => {
@@ -112,6 +114,18 @@ async function wait(t: TestContext, ms: number): Promise<void> {
   await settle();
   t.mock.timers.tick(DIALBACK_TIMEOUT_MS * 2);
   await settle();
+}
+
+/** What `from` gets when it asks `to` for a dial-back itself: the answer, or the refusal's code. */
+function askDialback(from: ManagerUnderTest, to: ManagerUnderTest): Promise<string> {
+  return from.connections.withPeerStream(to.identity.peerId, async (stream) => {
+    const channel = new MessageChannel(stream);
+    await channel.sendFinal({ type: 'dialback_request' });
+    return channel.receive(dialbackResultMessage, 'dialback_result').then(
+      (result) => `reached ${result.reached}`,
+      (error: unknown) => (error instanceof RemoteRefusedError ? error.remoteCode : String(error)),
+    );
+  });
 }
 
 const verdict = (r: ReachabilityUnderTest) => `${r.reachability.reachability} ${r.reachability.confidence}`;
@@ -254,20 +268,30 @@ describe('reachability alone, over connection managers on an in-memory network (
     peer.behaviour = 'nothing arrives';
     asker.reachability.stop(); // the asker asks only what this test asks
     await connect(asker, peer);
-    const ask = () =>
-      asker.connections.withPeerStream(peer.identity.peerId, async (stream) => {
-        const channel = new MessageChannel(stream);
-        await channel.sendFinal({ type: 'dialback_request' });
-        return channel.receive(dialbackResultMessage, 'dialback_result').then(
-          (result) => `reached ${result.reached}`,
-          (error: unknown) => (error instanceof RemoteRefusedError ? error.remoteCode : String(error)),
-        );
-      });
+    const ask = () => askDialback(asker, peer);
     assert.equal(await ask(), 'reached false');
     t.mock.timers.tick(DIALBACK_PEER_PAUSE_MS - 1);
     assert.equal(await ask(), 'DIALBACK_RATE_LIMITED');
     t.mock.timers.tick(1);
     assert.equal(await ask(), 'reached false', 'answered again after the pause');
+  });
+
+  it(`serves DIALBACKS_PER_MINUTE dial-backs a minute to all peers, the next answered DIALBACK_RATE_LIMITED`, async (t) => {
+    const { network, peers } = setup(t, 1);
+    const [server] = peers as [ReachabilityUnderTest];
+    server.behaviour = 'nothing arrives';
+    const askers = [...Array(DIALBACKS_PER_MINUTE + 1).keys()].map((i) =>
+      connectionManagerUnderTest(t, network, { host: `198.18.${i}.1`, manager: NO_IDLE_CLEANUP }),
+    );
+    const answers: string[] = [];
+    for (const asker of askers) {
+      await asker.connections.connect(server.transport.address, server.identity.peerId);
+      answers.push(await askDialback(asker, server));
+    }
+    assert.deepEqual(answers.slice(0, -1), Array<string>(DIALBACKS_PER_MINUTE).fill('reached false'));
+    assert.equal(answers.at(-1), 'DIALBACK_RATE_LIMITED');
+    t.mock.timers.tick(60_000);
+    assert.equal(await askDialback(askers.at(-1) as ManagerUnderTest, server), 'reached false', 'a minute later');
   });
 
   it('check() with a forced node type answers the configured verdict without asking anyone', async (t) => {

@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { HostPort } from '../src/node/base/address.ts';
 import { peerIdFromPublicKey } from '../src/node/base/peer-id.ts';
-import { BOOTSTRAP_MAX_BACKOFF_MS, DiscoveryService, type DiscoveryServiceOptions } from '../src/node/discovery/discovery-service.ts';
+import {
+  BOOTSTRAP_MAX_BACKOFF_MS,
+  DiscoveryService,
+  type DiscoveryServiceOptions,
+  NEWS_DELAY_MS,
+  NEWS_FANOUT,
+} from '../src/node/discovery/discovery-service.ts';
 import type { EventBus } from '../src/node/events/bus.ts';
 import type { NodeEventMap } from '../src/node/events/types.ts';
 import type { FetchedMetadata, MetadataFetcher } from '../src/node/metadata/metadata-fetcher.ts';
@@ -265,5 +271,41 @@ describe('discovery alone, over connection managers on an in-memory network', ()
     assert.equal(d.dials.length, 2, `dialled only two: ${d.dials.join(', ')}`);
     assert.equal(more.connections.size + verifiedLater.connections.size, 0);
     assert.equal(peers.filter((p) => p.connections.size === 0).length, 2);
+  });
+
+  it(`passes news of a peer on to NEWS_FANOUT connected peers NEWS_DELAY_MS after learning it`, async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'setInterval', 'Date'], now: Date.now() });
+    const network = new MemoryNetwork();
+    const d = discoveryUnderTest(t, network, { host: '192.0.2.1' });
+    const peers = [1, 2, 3, 4].map((i) => connectionManagerUnderTest(t, network, { host: `198.51.100.${i}` }));
+    const exchanges = new Map<string, number>();
+    for (const p of peers) {
+      d.fetcher.publish(p);
+      p.bus.on('peer.exchanged', (e) => {
+        if (e.payload.peerId === d.identity.peerId) exchanges.set(p.identity.peerId, (exchanges.get(p.identity.peerId) ?? 0) + 1);
+      });
+    }
+    know(d, peers, 'verified');
+    // What it learned so far is news too: let that round pass before counting.
+    d.discovery.periodic();
+    await settled();
+    t.mock.timers.tick(NEWS_DELAY_MS);
+    await settled();
+    assert.equal(
+      peers.filter((p) => d.connections.isConnected(p.identity.peerId)).length,
+      4,
+      'connected to all four (before the first re-exchange timer)',
+    );
+    const before = new Map(exchanges);
+
+    const newcomer = connectionManagerUnderTest(t, network, { host: '203.0.113.1' });
+    know(d, [newcomer], 'verified');
+    t.mock.timers.tick(NEWS_DELAY_MS - 1);
+    await settled();
+    assert.deepEqual(exchanges, before, 'not before NEWS_DELAY_MS');
+    t.mock.timers.tick(1);
+    await settled();
+    const told = peers.filter((p) => (exchanges.get(p.identity.peerId) ?? 0) > (before.get(p.identity.peerId) ?? 0));
+    assert.equal(told.length, NEWS_FANOUT, 'told NEWS_FANOUT peers, not all');
   });
 });

@@ -47,7 +47,7 @@ export interface ManagerUnderTest extends TestParts {
 
 /**
  * A ConnectionManager alone, as the node builds it but over a MemoryTransport on `network`: the
- * real identity exchange (public, no DHT) and a real protocol registry. Started; stopped after the test.
+ * real identity exchange (public, no DHT) and a real protocol registry. Started (unless `start: false`); stopped after the test.
  */
 export function connectionManagerUnderTest(
   t: TestContext,
@@ -56,6 +56,8 @@ export function connectionManagerUnderTest(
     host?: string;
     manager?: Partial<ConnectionManagerOptions>;
     registry?: ProtocolRegistryOptions;
+    /** False: not started (nothing answers at its address until the test calls `connections.start()`). */
+    start?: boolean;
     /** The identity the transport proves, when it is not the one the exchange claims (an impostor). */
     transportIdentity?: Pick<NodeIdentity, 'peerId' | 'publicKey'>;
   } = {},
@@ -89,7 +91,7 @@ export function connectionManagerUnderTest(
     ownPeerId: parts.identity.peerId,
     ...options.manager,
   });
-  connections.start();
+  if (options.start !== false) connections.start();
   t.after(() => connections.stop());
   return { ...parts, connections, protocols, transport };
 }

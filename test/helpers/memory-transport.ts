@@ -37,6 +37,8 @@ export class MemoryTransport implements Transport {
   private handler: ((connection: PeerConnection) => void) | undefined;
   /** Raw datagrams sent (hole punching), for tests to look at. */
   readonly rawSent: Array<{ data: Uint8Array; address: HostPort }> = [];
+  /** Every address dialled, answered or not, in order. */
+  readonly dialled: HostPort[] = [];
 
   constructor(
     private readonly network: MemoryNetwork,
@@ -53,6 +55,7 @@ export class MemoryTransport implements Transport {
   }
 
   dial(address: HostPort, options: DialOptions = {}): Promise<PeerConnection> {
+    this.dialled.push(address);
     const remote = this.network.at(address);
     if (!remote?.handler) return Promise.reject(new DialFailedError(formatAddress(address), 'nothing listens there'));
     if (options.expectedPeerId && options.expectedPeerId !== remote.identity.peerId) {

@@ -62,7 +62,8 @@ type Target = { kind: 'peer'; peerId: string } | { kind: 'address'; address: Hos
 
 export interface DiscoveryServiceOptions {
   readonly connections: ConnectionManager;
-  readonly fetcher: MetadataFetcher;
+  /** What discovery reads of peers' metadata (a fake in a unit test). */
+  readonly fetcher: Pick<MetadataFetcher, 'fetch' | 'invalidate'>;
   readonly knownPeers: KnownPeersService;
   readonly bus: EventBus<NodeEventMap>;
   readonly logger: Logger;

@@ -12,7 +12,11 @@ export type PeerRoute = { readonly kind: 'direct'; readonly address: HostPort } 
  * Where to dial a known peer, per the seed: its address comes from its DHT metadata; a public peer
  * is dialled directly; a NAT peer through its relay; a NAT peer without a relay not at all.
  */
-export async function resolvePeerRoute(peerId: string, knownPeers: KnownPeersService, fetcher: MetadataFetcher): Promise<PeerRoute> {
+export async function resolvePeerRoute(
+  peerId: string,
+  knownPeers: KnownPeersService,
+  fetcher: Pick<MetadataFetcher, 'fetch'>,
+): Promise<PeerRoute> {
   const peer = knownPeers.get(peerId);
   if (!peer) throw new PeerNotKnownError(peerId);
   const fetched = await fetcher.fetch(peer.publicKey);

@@ -147,8 +147,13 @@ export class ConnectionManager implements Component {
     };
   }
 
-  interceptInbound(interceptor: InboundInterceptor): void {
+  /** Sees each inbound connection before it is tracked (true: taken); returns its removal. */
+  interceptInbound(interceptor: InboundInterceptor): () => void {
     this.interceptors.push(interceptor);
+    return () => {
+      const at = this.interceptors.indexOf(interceptor);
+      if (at >= 0) this.interceptors.splice(at, 1);
+    };
   }
 
   start(): void {

@@ -139,7 +139,6 @@ export class ReachabilityService implements Component {
     this.observed = options.observed;
     this.verdict = options.mode === 'public' ? 'PUBLIC' : options.mode === 'private' ? 'PRIVATE' : 'UNKNOWN';
     this.confidenceLevel = options.mode === 'auto' ? 'NONE' : 'CONFIGURED';
-    options.connections.interceptInbound((connection) => this.interceptDialback(connection));
     (options.metrics ?? new NoopMetrics()).observedGauge({
       name: 'remote_network_reachability',
       help: 'The reachability verdict: 1 for the current one (PUBLIC, PRIVATE or UNKNOWN), 0 for the others.',
@@ -169,6 +168,7 @@ export class ReachabilityService implements Component {
   start(): void {
     this.running = true;
     this.offs.push(
+      this.options.connections.interceptInbound((connection) => this.interceptDialback(connection)),
       // A dial-back goes to the address a direct connection comes from: a relayed one has none of the peer's.
       this.options.protocols.handle(dialbackRequestMessage, (_request, connection, channel) => this.serve(connection, channel), {
         access: 'direct',
@@ -412,7 +412,7 @@ export class ReachabilityService implements Component {
   private admit(peerId: string): void {
     const now = Date.now();
     this.servedThisMinute = this.servedThisMinute.filter((t) => t > now - 60_000);
-    const last = this.served.get(peerId) ?? 0;
+    const last = this.served.get(peerId) ?? Number.NEGATIVE_INFINITY;
     if (now - last < DIALBACK_PEER_PAUSE_MS) {
       throw new DialbackRateLimitedError(`one dial-back per ${DIALBACK_PEER_PAUSE_MS / 1000} s per peer`);
     }

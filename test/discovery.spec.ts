@@ -192,6 +192,24 @@ describe('discovery alone, over connection managers on an in-memory network', ()
     assert.equal(d.dials.filter((a) => a === at(topicPeer)).length, 8);
   });
 
+  it('redials a bootstrap peer when its retry fires before the wall clock reaches the backoff (a clock stepped back)', async (t) => {
+    // Timers and the wall clock apart: a timer may fire a millisecond before Date.now() reaches its
+    // time (they are different clocks), and NTP may step the wall clock back.
+    t.mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
+    let wallClock = Date.now();
+    t.mock.method(Date, 'now', () => wallClock);
+    const network = new MemoryNetwork();
+    const bootstrap: HostPort = { host: '198.51.100.1', port: 1 };
+    const d = discoveryUnderTest(t, network, { host: '192.0.2.1', bootstrap: [bootstrap] });
+    await settled();
+    assert.deepEqual(retries(d, at(bootstrap)), [1_000]);
+    wallClock += 995;
+    t.mock.timers.tick(1_000);
+    await settled();
+    assert.equal(d.dials.filter((a) => a === at(bootstrap)).length, 2, 'the retry dialled');
+    assert.deepEqual(retries(d, at(bootstrap)), [1_000, 2_000], 'and the next one is scheduled');
+  });
+
   it('stop() ends the retries: no dial after it', async (t) => {
     t.mock.timers.enable({ apis: ['setTimeout', 'setInterval', 'Date'], now: Date.now() });
     const network = new MemoryNetwork();

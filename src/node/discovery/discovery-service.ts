@@ -193,7 +193,8 @@ export class DiscoveryService implements Component {
     return { queued: this.queue.length, inFlight: this.inFlight, window: this.dialWindow };
   }
 
-  enqueue(target: Target): void {
+  /** `backedOff`: the retry after a failure, whose wait is over (its own timer said so). */
+  enqueue(target: Target, backedOff = false): void {
     if (!this.running) return;
     const key = keyOf(target);
     if (target.kind === 'peer' && (target.peerId === this.options.ownPeerId || this.options.connections.isConnected(target.peerId))) {
@@ -201,7 +202,10 @@ export class DiscoveryService implements Component {
     }
     if (target.kind === 'peer' && !this.wantsMoreConnections()) return;
     if (target.kind === 'address' && this.options.isOwnAddress(target.address)) return;
-    const wait = this.backoff.get(key);
+    // The backoff's own retry skips the wall-clock test: a timer may fire a millisecond before
+    // Date.now() reaches `until`, and the clock may be stepped back; either would drop the retry,
+    // and a bootstrap peer with it, for good.
+    const wait = backedOff ? undefined : this.backoff.get(key);
     if (this.queued.has(key) || (wait && wait.until > Date.now()) || this.queue.length >= MAX_QUEUED_DIALS) return;
     this.queued.add(key);
     this.queue.push(target);
@@ -377,7 +381,7 @@ export class DiscoveryService implements Component {
     // the backoff ends.
     if (error instanceof PeerNotDialableError) return;
     if (this.running && (failures < 8 || bootstrap)) {
-      const retry = setTimeout(() => this.enqueue(target), delay);
+      const retry = setTimeout(() => this.enqueue(target, true), delay);
       retry.unref();
     }
   }

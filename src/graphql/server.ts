@@ -6,9 +6,8 @@ import { createGraphQLError, createYoga } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { RemoteNetworkError } from '../node/base/errors.ts';
 import type { Logger } from '../node/base/logger.ts';
-import type { RemoteNode } from '../node/node.ts';
 import { type AccessPolicy, MAX_REQUEST_BYTES, bearerToken, checkHostAndOrigin, checkToken, useAccessControl } from './access.ts';
-import type { GraphQLContext } from './context.ts';
+import type { GraphQLContext, NodeApi } from './context.ts';
 import { useCsrfPrevention } from './csrf.ts';
 import { ErrorCode, exposeNodeError, withErrorCode, withVariableErrorCode } from './errors.ts';
 import { useMetricsEndpoint } from './metrics-endpoint.ts';
@@ -39,7 +38,7 @@ export interface QueryLimits {
 }
 
 export interface ApiServerOptions {
-  readonly node: RemoteNode;
+  readonly node: NodeApi;
   readonly host: string;
   readonly port: number;
   readonly access: AccessPolicy;

@@ -1,13 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DATABASE_FILE, type OpenedDatabase, openDatabase } from '../db/client.ts';
-import { KnownPeersRepository } from '../db/known-peers.ts';
-import { NodeStateRepository } from '../db/node-state.ts';
 import { AddressBook } from './addresses/address-book.ts';
 import type { Component } from './base/component.ts';
 import { type Logger, createLogger } from './base/logger.ts';
 import type { NodeType } from './base/node-type.ts';
-import type { BaseComponents, NodeComponents } from './components.ts';
+import { type NodeComponents, createBaseComponents } from './components.ts';
 import type { Config } from './config/schema.ts';
 import { DhtExchangeFeed } from './dht/exchange-feed.ts';
 import { MainlineDht } from './dht/mainline-dht.ts';
@@ -18,7 +16,6 @@ import { EventBus } from './events/bus.ts';
 import type { NodeEventMap } from './events/types.ts';
 import { IdentityExchanger } from './exchange/identity-exchange.ts';
 import { NodeHealth } from './health/node-health.ts';
-import { StorageHealth } from './health/storage-health.ts';
 import { HolePuncher } from './holepunch/hole-puncher.ts';
 import { type NodeIdentity, loadOrCreateIdentity } from './identity/key-store.ts';
 import { startInOrder, stopInReverse } from './lifecycle/component-lifecycle.ts';
@@ -30,13 +27,10 @@ import { ProtocolRegistry } from './lifecycle/protocol-registry.ts';
 import { MetadataFetcher } from './metadata/metadata-fetcher.ts';
 import { MetadataPublisher } from './metadata/metadata-publisher.ts';
 import type { Metrics } from './metrics/metrics.ts';
-import { NoopMetrics } from './metrics/noop-metrics.ts';
-import { PrometheusMetrics } from './metrics/prometheus-metrics.ts';
 import { SelfMetadata, initialMetadata } from './metadata/self-metadata.ts';
 import { ReachabilityService } from './nat/reachability.ts';
 import { HearsayVerifier } from './peers/hearsay-verifier.ts';
 import { KnownPeersService } from './peers/known-peers-service.ts';
-import { PeerTrust } from './peers/peer-trust.ts';
 import { QuicTransport } from './quic/quic-transport.ts';
 import { RelayClient } from './relay/relay-client.ts';
 import { RelayServer } from './relay/relay-server.ts';
@@ -92,34 +86,9 @@ export class RemoteNode {
     private readonly database: OpenedDatabase,
     private readonly releaseLock: () => void,
   ) {
-    // One registry per node: tests run several nodes in one process.
-    const metrics: Metrics = config.metrics.enabled ? new PrometheusMetrics() : new NoopMetrics();
-    const bus = new EventBus<NodeEventMap>((error, type) => logger.error({ err: error, event: type }, 'event listener failed'), metrics);
-    const storage = new StorageHealth({ path: database.file, bus, logger });
-    this.health = new NodeHealth(storage);
-    const { max_known_peers, max_unverified_peers, hearsay_per_minute } = config.peer_discovery;
-    const knownPeers = new KnownPeersService(
-      new KnownPeersRepository(database.db, max_known_peers, max_unverified_peers),
-      bus,
-      identity.publicKey,
-      {
-        storage,
-        trust: new PeerTrust(hearsay_per_minute),
-        metrics,
-      },
-    );
-    const nodeState = new NodeStateRepository(database.db);
-    const base: BaseComponents = {
-      config,
-      logger,
-      identity,
-      bus,
-      storage,
-      knownPeers,
-      nodeState,
-      metrics,
-      protocols: new ProtocolRegistry(),
-    };
+    const base = createBaseComponents(config, logger, identity, database);
+    const { bus, knownPeers, metrics } = base;
+    this.health = new NodeHealth(base.storage);
 
     // The network parts every component shares (the connection manager, built last, owns the slots
     // the inbound limiter asks it to make room in).

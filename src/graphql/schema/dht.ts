@@ -1,4 +1,4 @@
-import type { RemoteNode } from '../../node/node.ts';
+import type { NodeApi } from '../context.ts';
 import type { PublishRecord } from '../../node/metadata/metadata-publisher.ts';
 import { PublicationHeldError } from '../../node/metadata/peer-metadata.ts';
 import type { KrpcDropReason as DropReason } from '../../node/dht/krpc-schemas.ts';
@@ -34,7 +34,7 @@ const DhtDropCount = builder.objectRef<{ reason: DropReason; count: number }>('D
   }),
 });
 
-const DhtInbound = builder.objectRef<RemoteNode>('DhtInbound').implement({
+const DhtInbound = builder.objectRef<NodeApi>('DhtInbound').implement({
   description: 'Datagrams on the DHT socket since the node started; every one is checked before the DHT library sees it.',
   fields: (t) => ({
     received: t.float({ resolve: (n) => n.dht.inbound.received }),
@@ -60,7 +60,7 @@ const DhtInbound = builder.objectRef<RemoteNode>('DhtInbound').implement({
 
 const sum = (values: readonly number[]) => values.reduce((a, b) => a + b, 0);
 
-const DhtInfo = builder.objectRef<RemoteNode>('DhtInfo').implement({
+const DhtInfo = builder.objectRef<NodeApi>('DhtInfo').implement({
   description: 'This node in the BitTorrent mainline DHT.',
   fields: (t) => ({
     nodeId: t.string({ description: 'DHT node id, 40 hex (BEP 42 when public).', resolve: (n) => n.dhtNodeId }),

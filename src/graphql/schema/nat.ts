@@ -2,7 +2,7 @@ import type { Reachability as ReachabilityValue } from '../../node/base/node-typ
 import type { BusEvent } from '../../node/events/bus.ts';
 import type { NodeEventMap } from '../../node/events/types.ts';
 import type { HolePunchResult, HolePunchStats } from '../../node/holepunch/hole-puncher.ts';
-import type { RemoteNode } from '../../node/node.ts';
+import type { NodeApi } from '../context.ts';
 import type { RelaySession } from '../../node/relay/relay-client.ts';
 import type { RelaySessionInfo } from '../../node/relay/relay-server.ts';
 import { otherPeerIdArgument } from '../arguments.ts';
@@ -40,7 +40,7 @@ const ReachabilityConfidence = builder.enumType('ReachabilityConfidence', {
   } as const,
 });
 
-const NatInfo = builder.objectRef<RemoteNode>('NatInfo').implement({
+const NatInfo = builder.objectRef<NodeApi>('NatInfo').implement({
   fields: (t) => ({
     reachability: t.field({ type: Reachability, resolve: (n) => n.reachability.reachability }),
     confidence: t.field({ type: ReachabilityConfidence, resolve: (n) => n.reachability.confidence }),

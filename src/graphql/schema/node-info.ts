@@ -1,5 +1,5 @@
 import type { NodeType as NodeTypeValue } from '../../node/base/node-type.ts';
-import type { RemoteNode } from '../../node/node.ts';
+import type { NodeApi } from '../context.ts';
 import { builder } from '../builder.ts';
 
 export const NodeType = builder.enumType('NodeType', {
@@ -10,7 +10,7 @@ export const NodeType = builder.enumType('NodeType', {
   } as const satisfies Record<Uppercase<NodeTypeValue>, { value: NodeTypeValue; description: string }>,
 });
 
-export const NodeInfo = builder.objectRef<RemoteNode>('NodeInfo').implement({
+export const NodeInfo = builder.objectRef<NodeApi>('NodeInfo').implement({
   description: 'This node.',
   fields: (t) => ({
     peerId: t.field({ type: 'PeerId', description: 'hex(SHA1(publicKey)), 40 hex characters.', resolve: (n) => n.peerId }),

@@ -13,6 +13,7 @@ import { createLogger } from '../src/node/base/logger.ts';
 import { MetadataInvalidError, MetadataTooLargeError, decodeMetadata, encodeMetadata } from '../src/node/metadata/peer-metadata.ts';
 import { testConfig, until } from './helpers/daemon.ts';
 import { gql } from './helpers/graphql.ts';
+import { testMetadata } from './helpers/peers.ts';
 import { type PrivateDht, startPrivateDht } from './helpers/private-dht.ts';
 import { tempDir } from './helpers/temp.ts';
 
@@ -132,23 +133,7 @@ describe('DHT: private network on loopback', () => {
       dht.nodes[0]!.putMutable({ publicKey: key.raw, seq: 1, value: { blob: randomBytes(1000) }, sign: key.sign }),
       /value is 1013 bencoded bytes, over the BEP 44 limit of 1000/,
     );
-    const metadata = {
-      peerId: key.peerId,
-      publicIp: null,
-      privateIp: null,
-      publicPort: null,
-      privatePort: null,
-      nodeType: 'public' as const,
-      isRelay: false,
-      usingRelay: false,
-      connectedRelay: null,
-      relaySessionId: null,
-      relayAddress: null,
-      protocols: Array.from({ length: 16 }, () => 'p'.repeat(64)),
-      capabilities: [],
-      timestamp: 1,
-      version: 1,
-    };
+    const metadata = testMetadata(key.peerId, { protocols: Array.from({ length: 16 }, () => 'p'.repeat(64)) });
     const size = bencode.encode(encodeMetadata(metadata)).length;
     assert.throws(
       () => {
@@ -217,23 +202,7 @@ describe('DHT: private network on loopback', () => {
     const reader = await daemon(t);
     const key = newKey();
     const claimed = newKey();
-    const value = encodeMetadata({
-      peerId: claimed.peerId,
-      publicIp: '127.0.0.1',
-      privateIp: null,
-      publicPort: 1,
-      privatePort: null,
-      nodeType: 'public',
-      isRelay: false,
-      usingRelay: false,
-      connectedRelay: null,
-      relaySessionId: null,
-      relayAddress: null,
-      protocols: [],
-      capabilities: [],
-      timestamp: 1,
-      version: 1,
-    });
+    const value = encodeMetadata(testMetadata(claimed.peerId, { publicIp: '127.0.0.1', publicPort: 1 }));
     await dht.nodes[0]!.putMutable({ publicKey: key.raw, seq: 1, value, sign: key.sign });
     assert.ok(await reader.node.dht.getMutable(key.raw), 'the item itself is validly signed');
     assert.equal(await reader.node.metadataFetcher.fetch(key.raw, { fresh: true }), null, 'but its content lies');
@@ -241,26 +210,19 @@ describe('DHT: private network on loopback', () => {
 
   it('refuses metadata whose connected_relay is not a peer id (the API returns it as a PeerId)', () => {
     const key = newKey();
-    const metadata = {
-      peerId: key.peerId,
-      publicIp: null,
+    const relay = newKey().peerId;
+    const metadata = testMetadata(key.peerId, {
       privateIp: '10.0.0.2',
-      publicPort: null,
       privatePort: 1,
-      nodeType: 'private' as const,
-      isRelay: false,
+      nodeType: 'private',
       usingRelay: true,
-      connectedRelay: newKey().peerId,
+      connectedRelay: relay,
       relaySessionId: 's',
       relayAddress: '127.0.0.1:1',
-      protocols: [],
-      capabilities: [],
-      timestamp: 1,
-      version: 1,
-    };
+    });
     const roundTrip = (m: typeof metadata) => decodeMetadata(bencode.decode(bencode.encode(encodeMetadata(m))));
     assert.equal(roundTrip(metadata).connectedRelay, metadata.connectedRelay);
-    for (const connectedRelay of ['z'.repeat(40), metadata.connectedRelay.toUpperCase()]) {
+    for (const connectedRelay of ['z'.repeat(40), relay.toUpperCase()]) {
       assert.throws(
         () => roundTrip({ ...metadata, connectedRelay }),
         (e) => e instanceof MetadataInvalidError && /connected_relay: not a peer id/.test(e.message),

@@ -12,10 +12,9 @@ import {
 import type { EventBus } from '../src/node/events/bus.ts';
 import type { NodeEventMap } from '../src/node/events/types.ts';
 import type { FetchedMetadata, MetadataFetcher } from '../src/node/metadata/metadata-fetcher.ts';
-import type { PeerMetadata } from '../src/node/metadata/peer-metadata.ts';
 import { type ManagerUnderTest, connectionManagerUnderTest } from './helpers/components.ts';
 import { MemoryNetwork } from './helpers/memory-transport.ts';
-import { TOPIC } from './helpers/peers.ts';
+import { TOPIC, testMetadata } from './helpers/peers.ts';
 
 type TestContext = Parameters<typeof connectionManagerUnderTest>[0];
 
@@ -39,23 +38,7 @@ class FakeMetadataFetcher implements Pick<MetadataFetcher, 'fetch' | 'invalidate
     this.lookedUp.push(peerId);
     const address = this.published.get(peerId);
     if (!address) return Promise.resolve(null);
-    const metadata: PeerMetadata = {
-      peerId,
-      publicIp: address.host,
-      privateIp: null,
-      publicPort: address.port,
-      privatePort: null,
-      nodeType: 'public',
-      isRelay: false,
-      usingRelay: false,
-      connectedRelay: null,
-      relaySessionId: null,
-      relayAddress: null,
-      protocols: [],
-      capabilities: [],
-      timestamp: Math.floor(Date.now() / 1000),
-      version: 1,
-    };
+    const metadata = testMetadata(peerId, { publicIp: address.host, publicPort: address.port, timestamp: Math.floor(Date.now() / 1000) });
     return Promise.resolve({ metadata, sequence: 1, signature: Buffer.alloc(64), fetchedAt: new Date(), cached: false });
   }
 

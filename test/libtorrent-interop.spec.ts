@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createSocket } from 'node:dgram';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import bencode from 'bencode';
@@ -11,6 +10,7 @@ import { noblePublicKey } from '../src/node/identity/noble.ts';
 import { createLogger } from '../src/node/base/logger.ts';
 import { encodeMetadata } from '../src/node/metadata/peer-metadata.ts';
 import { testConfig } from './helpers/daemon.ts';
+import { freeUdpPort } from './helpers/network.ts';
 import { type PrivateDht, startPrivateDht } from './helpers/private-dht.ts';
 import { tempDir } from './helpers/temp.ts';
 
@@ -76,17 +76,6 @@ class LibtorrentNode {
       this.child.once('exit', (code) => reject(new Error(`libtorrent driver exited (${code}): ${this.stderr.join('')}`)));
     });
   }
-}
-
-function freeUdpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const socket = createSocket('udp4');
-    socket.once('error', reject);
-    socket.bind(0, '127.0.0.1', () => {
-      const { port } = socket.address();
-      socket.close(() => resolve(port));
-    });
-  });
 }
 
 describe('BEP 44 interoperability with libtorrent', { skip }, () => {

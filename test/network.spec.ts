@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createSocket } from 'node:dgram';
 import { createClient as createWsClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { loadOrCreateIdentity } from '../src/node/identity/key-store.ts';
@@ -15,7 +14,7 @@ import { RemoteNode } from '../src/node/node.ts';
 import { startTestDaemon, startTestNode, subscriptionActive, testConfig, until } from './helpers/daemon.ts';
 import { captureLogs } from './helpers/log-capture.ts';
 import { gql } from './helpers/graphql.ts';
-import { usePrivateNetwork } from './helpers/network.ts';
+import { freeUdpPort, usePrivateNetwork } from './helpers/network.ts';
 import { peerIdOf, randomPeer } from './helpers/peers.ts';
 import { tempDir } from './helpers/temp.ts';
 
@@ -298,15 +297,3 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
     );
   });
 });
-
-/** A UDP port free right now on 127.0.0.1 (for a test that must name its own port in advance). */
-function freeUdpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const socket = createSocket('udp4');
-    socket.once('error', reject);
-    socket.bind(0, '127.0.0.1', () => {
-      const { port } = socket.address();
-      socket.close(() => resolve(port));
-    });
-  });
-}

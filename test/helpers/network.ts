@@ -1,3 +1,4 @@
+import { createSocket } from 'node:dgram';
 import { after, before } from 'node:test';
 import type { RemoteNode } from '../../src/node/node.ts';
 import { type PrivateDht, startPrivateDht } from './private-dht.ts';
@@ -21,4 +22,16 @@ export function usePrivateNetwork() {
     }),
     quicAddress: (node: RemoteNode) => `127.0.0.1:${node.quicPort}`,
   };
+}
+
+/** A UDP port free right now on 127.0.0.1 (for a test that must name its port in advance). */
+export function freeUdpPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = createSocket('udp4');
+    socket.once('error', reject);
+    socket.bind(0, '127.0.0.1', () => {
+      const { port } = socket.address();
+      socket.close(() => resolve(port));
+    });
+  });
 }

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { KnownPeerInput } from '../../src/db/known-peers.ts';
+import type { PeerMetadata } from '../../src/node/metadata/peer-metadata.ts';
 
 export const TOPIC = 'remote-network-mesh';
 
@@ -13,6 +14,28 @@ export function randomPeer(overrides: Partial<KnownPeerInput> = {}): KnownPeerIn
     isRelay: false,
     topic: TOPIC,
     source: 'peer_exchange',
+    ...overrides,
+  };
+}
+
+/** Peer metadata for `peerId`: a public node with no address and nothing offered, unless `overrides` say otherwise. */
+export function testMetadata(peerId: string, overrides: Partial<PeerMetadata> = {}): PeerMetadata {
+  return {
+    peerId,
+    publicIp: null,
+    privateIp: null,
+    publicPort: null,
+    privatePort: null,
+    nodeType: 'public',
+    isRelay: false,
+    usingRelay: false,
+    connectedRelay: null,
+    relaySessionId: null,
+    relayAddress: null,
+    protocols: [],
+    capabilities: [],
+    timestamp: 1,
+    version: 1,
     ...overrides,
   };
 }

@@ -4,6 +4,7 @@ import { benchDiscovery } from './discovery.ts';
 import { benchEd25519 } from './ed25519.ts';
 import { benchKnownPeers } from './known-peers.ts';
 import { benchKrpcGuard } from './krpc-guard.ts';
+import { benchMetrics } from './metrics.ts';
 import { benchHolePunch } from './holepunch.ts';
 import { benchNetwork } from './network.ts';
 import { benchRelay } from './relay.ts';
@@ -17,6 +18,10 @@ printSection('bencode (PeerMetadata-shaped dict)', benchBencode());
 printSection('known_peers in SQLite (WAL, synchronous=NORMAL)', benchKnownPeers());
 printSection('KRPC checks on every inbound DHT datagram (strict bencode + schema)', benchKrpcGuard());
 printSection(`BEP 44 on a 20-node DHT on 127.0.0.1`, await benchDht());
+printSection(
+  'Metrics: prom-client behind the Metrics interface (baseline: the no-op default, a node with metrics off)',
+  await benchMetrics(),
+);
 printSection('QUIC connections between two nodes on 127.0.0.1 (@matrixai/quic 2.0.9)', await benchNetwork());
 printSection('Relay on 127.0.0.1 (relay in its own process)', await benchRelay());
 printSection('Hole punching behind real NAT (network namespaces, nftables)', await benchHolePunch());

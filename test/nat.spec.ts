@@ -183,11 +183,17 @@ describe('NAT traversal behind real NAT (namespaces + nftables)', { skip, timeou
       { what: 'a connection to the NAT node' },
     );
     assert.equal(payloadOf(relayed).viaRelay, true, 'the first connection to a NAT node goes through its relay');
-    const punched = await events.waitFor((e) => e.type.startsWith('holepunch.') && payloadOf(e).peerId === coneA.peerId, {
-      timeoutMs: 30_000,
-      what: 'hole punch outcome',
-    });
-    assert.equal(punched.type, 'holepunch.succeeded', JSON.stringify(punched.payload));
+    // The relayed connection is upgraded: by our punch, or by coneA dialling us directly first (it
+    // may hear of us from relay1 and dial out through its NAT; the race is not the point here, the
+    // two-NAT test below is about punching). A punch that ran must have succeeded.
+    const upgrade = await events.waitFor(
+      (e) =>
+        payloadOf(e).peerId === coneA.peerId &&
+        (e.type.startsWith('holepunch.') ||
+          (e.type === 'connection.state.changed' && payloadOf(e).to === 'IDLE' && payloadOf(e).viaRelay === false)),
+      { timeoutMs: 30_000, what: 'a hole punch outcome or a direct connection' },
+    );
+    assert.notEqual(upgrade.type, 'holepunch.failed', JSON.stringify(upgrade.payload));
     await eventually(async () => (await connectionTo(caller, coneA.peerId))?.viaRelay === false, events, 'direct connection');
     await caller.stop();
   });

@@ -8,6 +8,7 @@ import {
   type NatLab,
   createNatLab,
   labResidue,
+  labSkip,
   natLabSupport,
   openEventStream,
   parseJsonLine,
@@ -18,9 +19,8 @@ import {
 const UDP_TOOL = fileURLToPath(new URL('./fixtures/nat/udp-tool.ts', import.meta.url));
 const SERVER_PORT = 3478;
 
-// CI installs what the lab needs (.ci/run): there an unusable lab is a failure, not a reason to skip.
 const support = natLabSupport();
-const skip = !support.ok && !process.env.CI ? `NAT lab unavailable: ${support.reason}` : false;
+const skip = labSkip(support);
 
 type EventOf<K extends ToolEvent['event']> = Extract<ToolEvent, { event: K }>;
 

@@ -7,7 +7,9 @@ import {
   type NatLab,
   createNatLab,
   eventually,
+  labSkip,
   natLabSupport,
+  payloadOf,
   openEventStream,
   startLabNode,
   suiteCleanups,
@@ -20,13 +22,11 @@ import {
  */
 
 const support = natLabSupport();
-const skip = !support.ok && !process.env.CI ? `NAT lab unavailable: ${support.reason}` : false;
+const skip = labSkip(support);
 
-type Payload = Record<string, unknown>;
 /** How long a verdict may take: the lab's re-checks run every 5–10 s, a few rounds of them. */
 const VERDICT_TIMEOUT_MS = 90_000;
 
-const payloadOf = (event: { payload: unknown }) => event.payload as Payload;
 const EVENTS = [
   'nat.reachability.changed',
   'relay.session.registered',

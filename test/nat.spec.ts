@@ -7,7 +7,9 @@ import {
   type NatLab,
   createNatLab,
   eventually,
+  labSkip,
   natLabSupport,
+  payloadOf,
   openEventStream,
   startLabNode,
   suiteCleanups,
@@ -19,12 +21,8 @@ import {
  * Topology: relay1, relay2 and pub on the wan; cone-a, cone-b, sym-a, sym-b each behind its own router.
  */
 
-// CI installs what the lab needs (.ci/run): there an unusable lab is a failure, not a reason to skip.
 const support = natLabSupport();
-const skip = !support.ok && !process.env.CI ? `NAT lab unavailable: ${support.reason}` : false;
-
-type Payload = Record<string, unknown>;
-const payloadOf = (event: { payload: unknown }) => event.payload as Payload;
+const skip = labSkip(support);
 
 interface ConnectionView {
   peerId: string;

@@ -1049,3 +1049,14 @@ export function suiteCleanups(): { readonly suite: TestContextLike; readonly run
     },
   };
 }
+
+/**
+ * A lab suite's `skip` option: the reason where this machine cannot build a lab, except under CI,
+ * which installs what the lab needs (.ci/run): there an unusable lab is a failure, not a skip.
+ */
+export function labSkip(support: NatLabSupport): string | false {
+  return !support.ok && !process.env.CI ? `NAT lab unavailable: ${support.reason}` : false;
+}
+
+/** An event's payload, read field by field (the events stream carries them as JSON). */
+export const payloadOf = (event: { payload: unknown }) => event.payload as Record<string, unknown>;

@@ -327,31 +327,24 @@ describe('connection limits: the parts', () => {
     limiter.start();
     assert.equal(limiter.admit('10.0.0.1', 'a'), undefined);
     assert.equal(limiter.admit('10.0.0.1', 'b'), 'pending_ip');
+    /** The exchange on connection `connectionId` from `remoteAddress` is done (what frees its pending slot). */
+    const exchanged = (peerId: string, connectionId: string, remoteAddress: string) =>
+      bus.emit('peer.exchanged', {
+        peerId,
+        connectionId,
+        remoteAddress,
+        observedAddress: null,
+        dhtPort: 0,
+        peersReceived: 0,
+        peersDiscovered: 0,
+        peersDropped: 0,
+        peersRefused: 0,
+      });
     limiter.handshakeDone('a');
     assert.equal(limiter.admit('10.0.0.1', 'b'), 'pending_ip', 'still in the exchange');
-    bus.emit('peer.exchanged', {
-      peerId: 'p',
-      connectionId: 'a',
-      remoteAddress: '10.0.0.1:1',
-      observedAddress: null,
-      dhtPort: 0,
-      peersReceived: 0,
-      peersDiscovered: 0,
-      peersDropped: 0,
-      peersRefused: 0,
-    });
+    exchanged('p', 'a', '10.0.0.1:1');
     assert.equal(limiter.admit('10.0.0.1', 'b'), undefined);
-    bus.emit('peer.exchanged', {
-      peerId: 'q',
-      connectionId: 'b',
-      remoteAddress: '10.0.0.1:2',
-      observedAddress: null,
-      dhtPort: 0,
-      peersReceived: 0,
-      peersDiscovered: 0,
-      peersDropped: 0,
-      peersRefused: 0,
-    });
+    exchanged('q', 'b', '10.0.0.1:2');
     assert.equal(limiter.admit('10.0.0.1', 'c'), 'ip');
     assert.equal(limiter.admit('10.0.0.2', 'c'), undefined);
     assert.equal(limiter.admit('10.0.0.3', 'd'), 'subnet');

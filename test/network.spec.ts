@@ -239,11 +239,14 @@ describe('QUIC network: exchange, cascade, lifecycle', { timeout: 300_000 }, () 
   });
 
   it('cascades: A knows B, B knows C, and A ends up connected to C without being told', async (t) => {
-    const c = await startTestNode(t, settings());
-    const b = await startTestNode(t, settings({ 'peer_discovery.bootstrap_peers': quicAddress(c) }));
+    // A topic each: otherwise C may find A on the shared DHT topic and dial it first, and A would
+    // know C from that exchange instead of from B.
+    const c = await startTestNode(t, settings({ 'peer_discovery.topic': 'cascade-c' }));
+    const b = await startTestNode(t, settings({ 'peer_discovery.topic': 'cascade-b', 'peer_discovery.bootstrap_peers': quicAddress(c) }));
     await until([b], () => b.knownPeers.get(c.peerId) !== undefined);
-    const a = await startTestNode(t, settings({ 'peer_discovery.bootstrap_peers': quicAddress(b) }));
-    await until([a], () => a.connections.isConnected(c.peerId));
+    const a = await startTestNode(t, settings({ 'peer_discovery.topic': 'cascade-a', 'peer_discovery.bootstrap_peers': quicAddress(b) }));
+    // Connected and exchanged: a connection counts as connected while its exchange still runs.
+    await until([a], () => a.connections.isConnected(c.peerId) && a.knownPeers.get(c.peerId) !== undefined);
     assert.equal(a.knownPeers.get(c.peerId)?.source, 'peer_exchange', 'A learned C from B');
   });
 

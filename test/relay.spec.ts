@@ -105,13 +105,23 @@ describe('relay: sessions, circuits, limits, failover', { timeout: 300_000 }, ()
 
   it('expires a session whose client stops sending keepalives', async (t) => {
     const relay = await startTestNode(t, relaySettings());
+    // Discovery would dial the other node (found on the DHT topic) while the test connects: the
+    // tie-break between the two connections may close the one the session is registered on.
+    relay.discovery.stop();
     const client = await startTestNode(t, settings());
+    client.discovery.stop();
     await client.connections.connect({ host: '127.0.0.1', port: relay.quicPort }, relay.peerId);
-    const expired = new Promise<string>((resolve) => {
-      const off = relay.bus.on('relay.session.expired', (e) => {
-        off();
-        resolve(e.payload.peerId);
-      });
+    const expired = new Promise<string>((resolve, reject) => {
+      const offs = [
+        relay.bus.on('relay.session.expired', (e) => {
+          for (const off of offs) off();
+          resolve(e.payload.peerId);
+        }),
+        relay.bus.on('relay.session.closed', (e) => {
+          for (const off of offs) off();
+          reject(new Error(`the session was closed (${e.payload.reason}), not expired`));
+        }),
+      ];
     });
     const sessionId = await client.connections.withPeerStream(relay.peerId, async (stream) => {
       const channel = new MessageChannel(stream);

@@ -217,7 +217,9 @@ export class RelayServer implements Component {
       }
     } catch (error) {
       if (error instanceof ReadTimeoutError) this.end(session, 'expired', `${MISSED_KEEPALIVES} keepalives missed`);
-      else this.end(session, 'closed', error instanceof Error ? error.message : String(error));
+      // A stream cancelled under us (its connection lost a tie-break or closed) rejects with whatever
+      // reason it was cancelled with, often none: say what ended rather than log "null".
+      else this.end(session, 'closed', error instanceof Error ? error.message : 'the registration stream was closed');
     }
     channel.detach().cancel('relay session ended');
   }

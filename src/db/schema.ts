@@ -1,4 +1,4 @@
-import { blob, customType, integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+import { blob, customType, index, integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
 
 /**
  * A known peer's row key: the first 64 bits of its peer id (SHA1 of its public key) as a signed
@@ -47,3 +47,24 @@ export const nodeState = sqliteTable('node_state', {
   value: text('value').notNull(),
   updatedAt: integer('updated_at').notNull(),
 });
+
+/**
+ * Services this node offers (src/node/services). The definition is JSON text (its shape is the
+ * service kind's, validated by the registry before it is stored); name and kind are columns for
+ * uniqueness and lookups.
+ */
+export const services = sqliteTable(
+  'services',
+  {
+    /** Random 128-bit, 32 hex characters. */
+    id: text('id').primaryKey(),
+    name: text('name').notNull().unique(),
+    kind: text('kind').notNull(),
+    /** 'api' or 'file' (the services directory). */
+    source: text('source').notNull(),
+    definition: text('definition').notNull(),
+    /** Unix milliseconds. */
+    createdAt: integer('created_at').notNull(),
+  },
+  (table) => [index('services_kind').on(table.kind)],
+);

@@ -1,6 +1,7 @@
 import type { OpenedDatabase } from '../db/client.ts';
 import { KnownPeersRepository } from '../db/known-peers.ts';
 import { NodeStateRepository } from '../db/node-state.ts';
+import { ServicesRepository } from '../db/services.ts';
 import type { AddressBook } from './addresses/address-book.ts';
 import type { Logger } from './base/logger.ts';
 import type { Config } from './config/schema.ts';
@@ -19,6 +20,7 @@ import { PrometheusMetrics } from './metrics/prometheus-metrics.ts';
 import { KnownPeersService } from './peers/known-peers-service.ts';
 import { PeerTrust } from './peers/peer-trust.ts';
 import type { QuicTransport } from './quic/quic-transport.ts';
+import type { ServiceRegistry } from './services/service-registry.ts';
 
 /**
  * What the node's components share, built once by the composition root and handed to each (as
@@ -36,6 +38,8 @@ export interface NodeComponents {
   readonly storage: StorageHealth;
   readonly nodeState: NodeStateRepository;
   readonly knownPeers: KnownPeersService;
+  /** The services table (the registry's persistence). */
+  readonly serviceStore: ServicesRepository;
   /** Inbound streams by their first message; each component registers its protocols at start. */
   readonly protocols: ProtocolRegistry;
   readonly dht: MainlineDht;
@@ -44,12 +48,14 @@ export interface NodeComponents {
   readonly fetcher: MetadataFetcher;
   readonly publisher: MetadataPublisher;
   readonly connections: ConnectionManager;
+  /** The services this node offers (registered by the operator only). */
+  readonly services: ServiceRegistry;
 }
 
 /** What exists before the network parts: the node's own state and the registry its protocols join. */
 export type BaseComponents = Pick<
   NodeComponents,
-  'config' | 'logger' | 'identity' | 'bus' | 'metrics' | 'storage' | 'knownPeers' | 'nodeState' | 'protocols'
+  'config' | 'logger' | 'identity' | 'bus' | 'metrics' | 'storage' | 'knownPeers' | 'nodeState' | 'serviceStore' | 'protocols'
 >;
 
 /** The node's own state over its database: metrics, the bus, storage health, known peers, BEP 44 state, an empty protocol registry. */
@@ -63,5 +69,6 @@ export function createBaseComponents(config: Config, logger: Logger, identity: N
   const trust = new PeerTrust(hearsay_per_minute);
   const knownPeers = new KnownPeersService(repository, bus, identity.publicKey, { storage, trust, metrics });
   const nodeState = new NodeStateRepository(db);
-  return { config, logger, identity, bus, metrics, storage, knownPeers, nodeState, protocols: new ProtocolRegistry() };
+  const serviceStore = new ServicesRepository(db);
+  return { config, logger, identity, bus, metrics, storage, knownPeers, nodeState, serviceStore, protocols: new ProtocolRegistry() };
 }

@@ -35,6 +35,10 @@ import { QuicTransport } from './quic/quic-transport.ts';
 import { RelayClient } from './relay/relay-client.ts';
 import { RelayServer } from './relay/relay-server.ts';
 import { RelayedTransport } from './relay/relayed-transport.ts';
+import { ServiceRegistry } from './services/service-registry.ts';
+import { ServiceSearch } from './services/service-search.ts';
+import { ServiceSearchResponder } from './services/service-search-responder.ts';
+import { ServiceSummary, withServiceSummary } from './services/service-summary.ts';
 import { LOCK_FILE, lockDataDir } from './storage/data-dir-lock.ts';
 import { asStorageError, storageStep } from './storage/storage-failure.ts';
 import { NODE_VERSION } from './version.ts';
@@ -74,6 +78,8 @@ export class RemoteNode {
   readonly relayClient: RelayClient;
   readonly holePuncher: HolePuncher;
   readonly hearsay: HearsayVerifier;
+  readonly services: ServiceRegistry;
+  readonly serviceSearch: ServiceSearch;
 
   private readonly lifecycle: Component[];
   private stopping: Promise<void> | undefined;
@@ -98,14 +104,16 @@ export class RemoteNode {
     this.connectionLimits = InboundLimiter.create(base, capacity, limitCounters);
     const transport = QuicTransport.create(base, this.connectionLimits);
     const addresses = AddressBook.create(base, transport, dht);
-    const publisher = MetadataPublisher.create(base, dht, () => initialMetadata(addresses));
+    const services = ServiceRegistry.create(base);
+    const publisher = MetadataPublisher.create(base, dht, () => withServiceSummary(initialMetadata(addresses), services.list()));
     const fetcher = MetadataFetcher.create(base, dht);
     const connections = ConnectionManager.create(base, transport, IdentityExchanger.create(base, dht, addresses), limitCounters);
-    const c: NodeComponents = { ...base, dht, transport, addresses, fetcher, publisher, connections };
+    const c: NodeComponents = { ...base, dht, transport, addresses, fetcher, publisher, connections, services };
     this.components = c;
     this.metrics = metrics;
     [this.bus, this.knownPeers, this.connections, this.protocols, this.dht] = [bus, knownPeers, connections, base.protocols, dht];
     [this.transport, this.addresses, this.metadataPublisher, this.metadataFetcher] = [transport, addresses, publisher, fetcher];
+    this.services = services;
 
     // The components on top: one line each.
     this.topicDiscovery = TopicDiscovery.create(c);
@@ -118,10 +126,13 @@ export class RemoteNode {
     this.holePuncher = HolePuncher.create(c);
     this.hearsay = HearsayVerifier.create(c);
     const selfMetadata = SelfMetadata.create(c, this.reachability, this.relayClient);
+    this.serviceSearch = ServiceSearch.create(c, this.dialer);
     // Started in this order, stopped in reverse. The address book goes first: its view of the
     // verdict must be current when any other listener of a verdict runs.
+    // The service registry loads before the publisher starts: the first publication carries the summary.
     this.lifecycle = [
       addresses,
+      services,
       dht,
       this.connectionLimits,
       new HistoryProtection({ ...c, bootstrap: config.peer_discovery.bootstrap_peers }),
@@ -134,6 +145,8 @@ export class RemoteNode {
       this.holePuncher,
       this.topicDiscovery,
       publisher,
+      ServiceSummary.create(c),
+      ServiceSearchResponder.create(c),
       this.relayClient,
       selfMetadata,
       this.hearsay,

@@ -329,6 +329,33 @@ export const CONFIG_SPEC = {
       'Serve Prometheus metrics at GET /metrics on the API port (same access rules as /graphql); false exports nothing.',
     ),
   },
+  services: {
+    services_dir: setting(
+      z.string().trim(),
+      '',
+      'a directory path, or empty for <data_dir>/services',
+      'Directory of service definition files (*.json) read at start; an absent directory holds none.',
+    ),
+    search_concurrency: setting(integer(1, 64), '8', 'an integer from 1 to 64', 'Peers a service search asks at once.'),
+    search_deadline: setting(
+      seconds(1, 120),
+      '5',
+      'a number of seconds from 1 to 120',
+      'A service search completes after this, whatever peers have not answered (they count as timed out).',
+    ),
+    search_max_results: setting(
+      integer(1, 100),
+      '20',
+      'an integer from 1 to 100',
+      'Services one peer answers a search with, at most (what this node answers, and what it keeps of each answer).',
+    ),
+    search_rate_limit: setting(
+      integer(1, 10_000),
+      '30',
+      'an integer from 1 to 10000',
+      'Searches one peer may send this node per minute (in bursts of as many); more are refused with SEARCH_RATE_LIMITED.',
+    ),
+  },
 } as const;
 
 type Spec = typeof CONFIG_SPEC;

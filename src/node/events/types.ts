@@ -2,6 +2,7 @@ import type { KnownPeerSource } from '../../db/known-peers.ts';
 import type { ConnectionState } from '../base/connection-state.ts';
 import type { DecidedReachability, Reachability } from '../base/node-type.ts';
 import type { LimitReason } from '../quic/refusal.ts';
+import type { ServiceKind } from '../services/service.ts';
 
 /**
  * Every event the node publishes, name → payload. Payloads are plain JSON values so that the API
@@ -80,6 +81,10 @@ export interface NodeEventMap {
   'holepunch.succeeded': { peerId: string; attempt: number; durationMs: number };
   'holepunch.failed': { peerId: string; attempt: number; reason: string };
 
+  /** A service was registered by the operator (API or services directory), or its file changed. */
+  'service.registered': { serviceId: string; name: string; kind: ServiceKind };
+  'service.removed': { serviceId: string; name: string };
+
   'job.status.changed': { jobId: string; workflowId: string | null; from: JobStatus | null; to: JobStatus };
   'job.output.ready': { jobId: string; workflowId: string | null; bytes: number };
   'workflow.started': { workflowId: string; executionId: string };
@@ -116,6 +121,8 @@ export const NODE_EVENT_TYPES = [
   'nat.reachability.changed',
   'holepunch.succeeded',
   'holepunch.failed',
+  'service.registered',
+  'service.removed',
   'job.status.changed',
   'job.output.ready',
   'workflow.started',

@@ -8,8 +8,9 @@ import { RemoteNetworkError } from '../base/errors.ts';
 
 /** Version of the metadata layout below; readers accept higher versions (unknown keys ignored). */
 export const METADATA_VERSION = 1;
-const MAX_LIST_ITEMS = 16;
-const MAX_LIST_ITEM_CHARS = 64;
+/** Entries of `protocols` and of `capabilities` a reader accepts, and characters of one entry. */
+export const MAX_LIST_ITEMS = 16;
+export const MAX_LIST_ITEM_CHARS = 64;
 
 /** What a node publishes about itself in the DHT (the seed's PeerMetadata). */
 export interface PeerMetadata {

@@ -31,6 +31,11 @@ export function initialMetadata(addresses: AddressBook): MetadataContent {
   };
 }
 
+/** `capabilities` with `relay` set or cleared; the other entries (the services summary) stay. */
+export function withRelayCapability(capabilities: readonly string[], isRelay: boolean): string[] {
+  return [...(isRelay ? ['relay'] : []), ...capabilities.filter((c) => c !== 'relay')];
+}
+
 export interface SelfMetadataOptions {
   readonly mode: NodeTypeSetting;
   readonly reachability: ReachabilityService;
@@ -124,7 +129,7 @@ export class SelfMetadata implements Component {
         await publisher.update({
           nodeType: 'public',
           isRelay,
-          capabilities: isRelay ? ['relay'] : [],
+          capabilities: withRelayCapability(publisher.current.capabilities, isRelay),
           usingRelay: false,
           connectedRelay: null,
           relaySessionId: null,
@@ -133,7 +138,13 @@ export class SelfMetadata implements Component {
         });
         if (publisher.isHeld) await publisher.release();
       } else {
-        await publisher.update({ nodeType: 'private', publicIp: null, publicPort: null, isRelay: false, capabilities: [] });
+        await publisher.update({
+          nodeType: 'private',
+          publicIp: null,
+          publicPort: null,
+          isRelay: false,
+          capabilities: withRelayCapability(publisher.current.capabilities, false),
+        });
         relayClient.activate();
       }
       this.log.info({ verdict, previous }, 'reachability changed: metadata updated');

@@ -1,6 +1,18 @@
 import { NODE_TYPES } from '../base/node-type.ts';
 import { z } from 'zod';
 import { parseHostPort } from '../base/address.ts';
+import {
+  MAX_DESCRIPTION_CHARS,
+  MAX_FILE_NAME_CHARS,
+  MAX_INTERFACE_FILES,
+  MAX_PARAMETER_DESCRIPTION_CHARS,
+  MAX_PARAMETER_VALUE_CHARS,
+  MAX_PARAMETERS,
+  MAX_PATTERN_CHARS,
+  MAX_QUERY_CHARS,
+  MAX_SEARCH_RESULTS_WIRE,
+} from '../services/constants.ts';
+import { PARAMETER_TYPES, SERVICE_KINDS } from '../services/service.ts';
 
 /**
  * Every message on every stream, declared once for both sides: a JSON object with a `type`.
@@ -123,6 +135,54 @@ export const holePunchConnectMessage = z.object({
 });
 export const holePunchSyncMessage = z.object({ type: z.literal('holepunch_sync') });
 
+// --- Service search (src/node/services) ---
+
+const serviceKind = z.enum(SERVICE_KINDS);
+/** A service as a search shows it: what a peer needs to choose it and fill in its parameters. */
+export const searchedServiceEntry = z.object({
+  id: hex(16),
+  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/),
+  kind: serviceKind,
+  description: z.string().max(MAX_DESCRIPTION_CHARS),
+  parameters: z
+    .array(
+      z.object({
+        name: z.string().regex(/^[a-z][a-z0-9_]{0,31}$/),
+        type: z.enum(PARAMETER_TYPES),
+        required: z.boolean(),
+        default: z.union([z.string().max(MAX_PARAMETER_VALUE_CHARS), z.number(), z.boolean()]).optional(),
+        pattern: z.string().max(MAX_PATTERN_CHARS).optional(),
+        maxLength: z.number().int().min(0).optional(),
+        min: z.number().int().optional(),
+        max: z.number().int().optional(),
+        description: z.string().max(MAX_PARAMETER_DESCRIPTION_CHARS).optional(),
+      }),
+    )
+    .max(MAX_PARAMETERS),
+  /** null for DATA services. */
+  interfaces: z
+    .object({
+      stdin: z.boolean(),
+      stdout: z.boolean(),
+      stderr: z.boolean(),
+      inputs: z.array(z.string().max(MAX_FILE_NAME_CHARS)).max(MAX_INTERFACE_FILES),
+      outputs: z.array(z.string().max(MAX_FILE_NAME_CHARS)).max(MAX_INTERFACE_FILES),
+    })
+    .nullable(),
+});
+export type SearchedServiceEntry = z.infer<typeof searchedServiceEntry>;
+export const serviceSearchMessage = z.object({
+  type: z.literal('service_search'),
+  query: z.string().max(MAX_QUERY_CHARS),
+  kind: serviceKind.nullable(),
+});
+export type ServiceSearchMessage = z.infer<typeof serviceSearchMessage>;
+/** Entries are validated one by one by the reader: a bad entry is dropped, not the whole answer. */
+export const serviceSearchResultMessage = z.object({
+  type: z.literal('service_search_result'),
+  services: z.array(z.unknown()).max(MAX_SEARCH_RESULTS_WIRE),
+});
+
 export type WireMessage =
   | IdentityMessage
   | KnownPeersMessage
@@ -141,4 +201,6 @@ export type WireMessage =
   | z.infer<typeof dialbackRequestMessage>
   | z.infer<typeof dialbackResultMessage>
   | z.infer<typeof holePunchConnectMessage>
-  | z.infer<typeof holePunchSyncMessage>;
+  | z.infer<typeof holePunchSyncMessage>
+  | ServiceSearchMessage
+  | z.infer<typeof serviceSearchResultMessage>;

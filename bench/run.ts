@@ -6,6 +6,7 @@ import { benchKnownPeers } from './known-peers.ts';
 import { benchKrpcGuard } from './krpc-guard.ts';
 import { benchMetrics } from './metrics.ts';
 import { benchHolePunch } from './holepunch.ts';
+import { benchJobs } from './jobs.ts';
 import { benchNetwork } from './network.ts';
 import { benchRelay } from './relay.ts';
 import { printSection } from './report.ts';
@@ -22,6 +23,7 @@ printSection(
   'Metrics: prom-client behind the Metrics interface (baseline: the no-op default, a node with metrics off)',
   await benchMetrics(),
 );
+printSection('Jobs: orderer and executor on 127.0.0.1 (bubblewrap sandbox, cgroups)', await benchJobs());
 printSection('QUIC connections between two nodes on 127.0.0.1 (@matrixai/quic 2.0.9)', await benchNetwork());
 printSection('Relay on 127.0.0.1 (relay in its own process)', await benchRelay());
 printSection('Hole punching behind real NAT (network namespaces, nftables)', await benchHolePunch());

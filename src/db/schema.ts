@@ -1,4 +1,4 @@
-import { blob, customType, index, integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+import { blob, customType, index, integer, primaryKey, sqliteTable, text } from 'drizzle-orm/sqlite-core';
 
 /**
  * A known peer's row key: the first 64 bits of its peer id (SHA1 of its public key) as a signed
@@ -67,4 +67,55 @@ export const services = sqliteTable(
     createdAt: integer('created_at').notNull(),
   },
   (table) => [index('services_kind').on(table.kind)],
+);
+
+/**
+ * Jobs, on both sides: the orderer's record of a job it runs on a peer and the executor's record
+ * of a job it runs for one. A node may be both for one job id (it ordered a job on itself), hence
+ * the role in the key. Times are Unix milliseconds.
+ */
+export const jobs = sqliteTable(
+  'jobs',
+  {
+    id: text('id').notNull(),
+    role: text('role', { enum: ['orderer', 'executor'] }).notNull(),
+    /** The other party: the executor for an orderer's record, the orderer for an executor's. */
+    peerId: text('peer_id').notNull(),
+    serviceId: text('service_id').notNull(),
+    serviceName: text('service_name').notNull(),
+    /** JSON object, as the orderer sent it. */
+    parameters: text('parameters').notNull(),
+    state: text('state').notNull(),
+    reason: text('reason'),
+    message: text('message'),
+    exitCode: integer('exit_code'),
+    signal: text('signal'),
+    /** JSON array of { name, size, sha256 }. */
+    outputs: text('outputs').notNull().default('[]'),
+    stdoutBytes: integer('stdout_bytes').notNull().default(0),
+    stderrBytes: integer('stderr_bytes').notNull().default(0),
+    truncated: integer('truncated', { mode: 'boolean' }).notNull().default(false),
+    /** Seq of the last log chunk stored. */
+    logSeq: integer('log_seq').notNull().default(0),
+    workflowId: text('workflow_id'),
+    createdAt: integer('created_at').notNull(),
+    startedAt: integer('started_at'),
+    finishedAt: integer('finished_at'),
+  },
+  (t) => [primaryKey({ columns: [t.id, t.role] }), index('jobs_created').on(t.createdAt), index('jobs_state').on(t.state)],
+);
+
+/** A job's stdout and stderr in the chunks the job wrote them, numbered from 1 per job and role. */
+export const jobLogs = sqliteTable(
+  'job_logs',
+  {
+    jobId: text('job_id').notNull(),
+    role: text('role', { enum: ['orderer', 'executor'] }).notNull(),
+    seq: integer('seq').notNull(),
+    /** 1 = stdout, 2 = stderr (the file descriptors). */
+    stream: integer('stream').notNull(),
+    data: blob('data', { mode: 'buffer' }).notNull(),
+    at: integer('at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.jobId, t.role, t.seq] })],
 );

@@ -31,6 +31,10 @@ export type NodeApi = Pick<
   | 'relayClient'
   | 'relayServer'
   | 'holePuncher'
+  | 'services'
+  | 'jobs'
+  | 'jobExecutor'
+  | 'jobStore'
 >;
 
 /**

@@ -42,6 +42,11 @@ import { ServiceSummary, withServiceSummary } from './services/service-summary.t
 import { LOCK_FILE, lockDataDir } from './storage/data-dir-lock.ts';
 import { asStorageError, storageStep } from './storage/storage-failure.ts';
 import { NODE_VERSION } from './version.ts';
+import { JobStore } from '../db/jobs.ts';
+import { BlobStore } from './jobs/blob-store.ts';
+import { JobExecutor } from './jobs/job-executor.ts';
+import { jobMetrics } from './jobs/job-metrics.ts';
+import { JobOrderer } from './jobs/job-orderer.ts';
 
 export interface StartNodeOptions {
   readonly logger?: Logger;
@@ -80,6 +85,12 @@ export class RemoteNode {
   readonly hearsay: HearsayVerifier;
   readonly services: ServiceRegistry;
   readonly serviceSearch: ServiceSearch;
+  /** Jobs this node orders on peers (runJob, cancelJob). */
+  readonly jobs: JobOrderer;
+  /** Jobs this node runs for peers. */
+  readonly jobExecutor: JobExecutor;
+  /** Both roles' job records and logs (the API reads them). */
+  readonly jobStore: JobStore;
 
   private readonly lifecycle: Component[];
   private stopping: Promise<void> | undefined;
@@ -127,6 +138,11 @@ export class RemoteNode {
     this.hearsay = HearsayVerifier.create(c);
     const selfMetadata = SelfMetadata.create(c, this.reachability, this.relayClient);
     this.serviceSearch = ServiceSearch.create(c, this.dialer);
+    this.jobStore = new JobStore(database.db);
+    const blobs = new BlobStore(join(dataDir, 'blobs'));
+    const counters = jobMetrics(metrics);
+    this.jobExecutor = JobExecutor.create(c, { jobStore: this.jobStore, blobs, dataDir, jobMetrics: counters });
+    this.jobs = JobOrderer.create(c, { jobStore: this.jobStore, blobs, dialer: this.dialer, jobMetrics: counters });
     // Started in this order, stopped in reverse. The address book goes first: its view of the
     // verdict must be current when any other listener of a verdict runs.
     // The service registry loads before the publisher starts: the first publication carries the summary.
@@ -151,6 +167,9 @@ export class RemoteNode {
       selfMetadata,
       this.hearsay,
       this.discovery,
+      blobs,
+      this.jobExecutor,
+      this.jobs,
     ];
   }
 

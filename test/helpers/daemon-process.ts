@@ -18,8 +18,16 @@ export interface DaemonProcess {
  * `remote-network start` as a child process on loopback (its memory is measured apart from the
  * test's clients), killed after the test. Resolves once it logs "node started".
  */
-export function startDaemonProcess(t: { after(fn: () => unknown): void }, env: NodeJS.ProcessEnv = {}): Promise<DaemonProcess> {
-  const child = spawn(process.execPath, [...CLI, 'start', '--data-dir', tempDir(t), ...LOCAL_FLAGS], {
+export function startDaemonProcess(
+  t: { after(fn: () => unknown): void },
+  env: NodeJS.ProcessEnv = {},
+  options: { readonly dataDir?: string; readonly quicPort?: number } = {},
+): Promise<DaemonProcess> {
+  const flags =
+    options.quicPort === undefined
+      ? LOCAL_FLAGS
+      : LOCAL_FLAGS.map((f, i) => (LOCAL_FLAGS[i - 1] === '--quic-port' ? String(options.quicPort) : f));
+  const child = spawn(process.execPath, [...CLI, 'start', '--data-dir', options.dataDir ?? tempDir(t), ...flags], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

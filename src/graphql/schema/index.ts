@@ -10,6 +10,7 @@ import './dht.ts';
 import './connections.ts';
 import './connection-limits.ts';
 import './nat.ts';
+import './jobs.ts';
 
 /** The API schema. Importing this module has no side effect beyond building the schema. */
 export const schema = lexicographicSortSchema(builder.toSchema());

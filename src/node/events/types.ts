@@ -3,6 +3,7 @@ import type { ConnectionState } from '../base/connection-state.ts';
 import type { DecidedReachability, Reachability } from '../base/node-type.ts';
 import type { LimitReason } from '../quic/refusal.ts';
 import type { ServiceKind } from '../services/service.ts';
+import type { JobReason, JobState } from '../jobs/job.ts';
 
 /**
  * Every event the node publishes, name → payload. Payloads are plain JSON values so that the API
@@ -10,7 +11,6 @@ import type { ServiceKind } from '../services/service.ts';
  * docker, relay, hole punching) fix the names and shapes that later components must use.
  */
 export type RelayRole = 'server' | 'client';
-export type JobStatus = 'PENDING' | 'RUNNING' | 'COMPLETED' | 'FAILED' | 'CANCELLED';
 
 export interface NodeEventMap {
   'node.started': { peerId: string; apiUrl: string | null };
@@ -85,8 +85,32 @@ export interface NodeEventMap {
   'service.registered': { serviceId: string; name: string; kind: ServiceKind };
   'service.removed': { serviceId: string; name: string };
 
-  'job.status.changed': { jobId: string; workflowId: string | null; from: JobStatus | null; to: JobStatus };
-  'job.output.ready': { jobId: string; workflowId: string | null; bytes: number };
+  /**
+   * A job's record changed state, on the side that holds it: `orderer` (a job we run on `peerId`)
+   * or `executor` (a job we run for `peerId`). Written to the database before it is emitted.
+   */
+  'job.status.changed': {
+    jobId: string;
+    role: 'orderer' | 'executor';
+    peerId: string;
+    serviceId: string;
+    workflowId: string | null;
+    from: JobState | null;
+    to: JobState;
+    reason: JobReason | null;
+    message: string | null;
+  };
+  /** A finished job's output is stored here (the executor's copy, or the orderer's once fetched and verified). */
+  'job.output.ready': {
+    jobId: string;
+    role: 'orderer' | 'executor';
+    workflowId: string | null;
+    name: string;
+    size: number;
+    sha256: string;
+  };
+  /** A chunk of a job's stdout or stderr (base64), numbered per job from 1; stored before it is emitted. */
+  'job.log': { jobId: string; role: 'orderer' | 'executor'; seq: number; stream: 'stdout' | 'stderr'; data: string; at: number };
   'workflow.started': { workflowId: string; executionId: string };
   'workflow.completed': { workflowId: string; executionId: string; durationMs: number };
   'workflow.failed': { workflowId: string; executionId: string; error: string };
@@ -125,6 +149,7 @@ export const NODE_EVENT_TYPES = [
   'service.removed',
   'job.status.changed',
   'job.output.ready',
+  'job.log',
   'workflow.started',
   'workflow.completed',
   'workflow.failed',

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { InvalidJobSpecError } from './sandbox/errors.ts';
 
 /** 128 random bits: a job id nobody can guess, and a safe file and cgroup name. */
-const JOB_ID_PATTERN = /^[0-9a-f]{32}$/;
+export const JOB_ID_PATTERN = /^[0-9a-f]{32}$/;
 
 export function newJobId(): string {
   return randomBytes(16).toString('hex');

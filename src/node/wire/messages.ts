@@ -13,6 +13,7 @@ import {
   MAX_SEARCH_RESULTS_WIRE,
 } from '../services/constants.ts';
 import { PARAMETER_TYPES, SERVICE_KINDS } from '../services/service.ts';
+import type { JobWireMessage } from '../jobs/job-messages.ts';
 
 /**
  * Every message on every stream, declared once for both sides: a JSON object with a `type`.
@@ -203,4 +204,5 @@ export type WireMessage =
   | z.infer<typeof holePunchConnectMessage>
   | z.infer<typeof holePunchSyncMessage>
   | ServiceSearchMessage
-  | z.infer<typeof serviceSearchResultMessage>;
+  | z.infer<typeof serviceSearchResultMessage>
+  | JobWireMessage;

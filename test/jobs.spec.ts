@@ -10,7 +10,9 @@ import type { Daemon } from '../src/daemon.ts';
 import type { ServiceInput } from '../src/node/services/definition.ts';
 import { MessageChannel } from '../src/node/wire/channel.ts';
 import { RemoteRefusedError } from '../src/node/wire/errors.ts';
-import { startTestDaemon, startTestNode, subscriptionActive, until } from './helpers/daemon.ts';
+import { createLogger } from '../src/node/base/logger.ts';
+import { RemoteNode } from '../src/node/node.ts';
+import { startTestDaemon, startTestNode, subscriptionActive, testConfig, until } from './helpers/daemon.ts';
 import { startDaemonProcess } from './helpers/daemon-process.ts';
 import { gql } from './helpers/graphql.ts';
 import { freeUdpPort, usePrivateNetwork } from './helpers/network.ts';
@@ -280,6 +282,56 @@ describe('jobs on remote peers', { timeout: 300_000, skip }, () => {
     assert.equal(cancelled.data?.cancelJob.state, 'CANCELLED', 'its orderer can cancel it');
   });
 
+  it('ends jobs at their limits with the reason: OOM, TIMEOUT, OUTPUT_LIMIT, no network', async (t) => {
+    const { orderer, executor } = await pair(t);
+    await executor.services.register(
+      shService('hog', 'x=$(head -c 300000000 /dev/zero | tr "\\0" a); echo survived', { limits: { memoryBytes: 64 * 1024 * 1024 } }),
+    );
+    await executor.services.register(shService('loop', 'while :; do :; done', { limits: { wallTimeMs: 1000 } }));
+    await executor.services.register(shService('chatty', 'yes', { limits: { outputBytes: 4096 } }));
+    // No network unless the service allows it: the job cannot reach a port the executor serves on loopback.
+    await executor.services.register(
+      shService('offline', '', { executable: '/bin/bash', args: ['-c', `echo > /dev/tcp/127.0.0.1/${orderer.api.port}`] }),
+    );
+    const watch = await watchStatus(orderer);
+    t.after(() => watch.close());
+    const outcome = async (service: string) => {
+      const run = await gql(orderer.api.url, RUN_JOB, { peer: executor.peerId, service });
+      assert.equal(run.errors, undefined, JSON.stringify(run.errors));
+      await watch.final(run.data?.runJob.id);
+      return (await gql(orderer.api.url, JOB, { id: run.data?.runJob.id })).data?.job;
+    };
+    const hog = await outcome('hog');
+    assert.deepEqual([hog.state, hog.reason], ['ERRORED', 'OOM'], hog.message);
+    const loop = await outcome('loop');
+    assert.deepEqual([loop.state, loop.reason], ['ERRORED', 'TIMEOUT'], loop.message);
+    const chatty = await outcome('chatty');
+    assert.deepEqual([chatty.state, chatty.reason, chatty.truncated], ['ERRORED', 'OUTPUT_LIMIT', true], chatty.message);
+    const logged = chatty.logs.edges.reduce((n: number, e: { node: { text: string } }) => n + e.node.text.length, 0);
+    assert.equal(logged, 4096, 'exactly the cap is kept');
+    const offline = await outcome('offline');
+    assert.deepEqual([offline.state, offline.reason], ['ERRORED', 'EXITED'], offline.message);
+  });
+
+  it('gives an orderer that restarted mid-job the final state when it is back', async (t) => {
+    const executor = await startTestNode(t);
+    await executor.services.register(shService('later', 'echo started; sleep 2; echo finished > outputs/out.txt'));
+    const dataDir = tempDir(t);
+    const first = await RemoteNode.start(testConfig(dataDir), { logger: createLogger('silent') });
+    await first.connections.connect({ host: '127.0.0.1', port: executor.quicPort }, executor.peerId);
+    const job = await first.jobs.run({ peerId: executor.peerId, serviceId: 'later', parameters: {}, stdin: null, inputs: [] });
+    assert.ok(['READY', 'RUNNING'].includes(first.jobStore.get(job.id, 'orderer')?.state ?? ''), 'it is left unfinished');
+    await first.stop();
+    await until([executor], () => executor.jobStore.get(job.id, 'executor')?.state === 'COMPLETED');
+    const again = await RemoteNode.start(testConfig(dataDir), { logger: createLogger('silent') });
+    t.after(() => again.stop());
+    await again.connections.connect({ host: '127.0.0.1', port: executor.quicPort }, executor.peerId);
+    await until([again], () => again.jobStore.get(job.id, 'orderer')?.state === 'COMPLETED');
+    const row = again.jobStore.get(job.id, 'orderer');
+    assert.deepEqual(JSON.parse(row?.outputs ?? '[]'), [{ name: 'out.txt', size: 9, sha256: sha256('finished\n') }]);
+    assert.equal(again.jobStore.logs(job.id, 'orderer', 0, 10)[0]?.data.toString(), 'started\n');
+  });
+
   it('runs a job on a NAT peer through a relay', async (t) => {
     const relay = await startTestNode(t, settings({ 'relay.relay_mode': 'true' }));
     const nat = await startTestNode(
@@ -288,7 +340,8 @@ describe('jobs on remote peers', { timeout: 300_000, skip }, () => {
     );
     await until([nat], () => nat.metadataPublisher.lastPublish !== null && nat.metadataPublisher.current.usingRelay);
     nat.discovery.stop();
-    await nat.services.register(shService('relayed', 'echo "via relay" > outputs/out.txt; echo done'));
+    // Runs long enough for the connection under it to be upgraded (as a hole punch would) mid-job.
+    await nat.services.register(shService('relayed', 'echo before; sleep 3; echo "via relay" > outputs/out.txt; echo after'));
     const orderer = await startTestDaemon(t, settings());
     orderer.node.discovery.stop();
     // The orderer hears of the NAT peer from the relay; the route (through the relay) comes from its DHT metadata.
@@ -297,12 +350,21 @@ describe('jobs on remote peers', { timeout: 300_000, skip }, () => {
     const run = await gql(orderer.api.url, RUN_JOB, { peer: nat.peerId, service: 'relayed' });
     assert.equal(run.errors, undefined, JSON.stringify(run.errors));
     assert.equal(orderer.node.connections.byPeer(nat.peerId)?.viaRelay, true, 'the job went through the relay');
+    const id: string = run.data?.runJob.id;
     const watch = await watchStatus(orderer);
     t.after(() => watch.close());
-    const final = await watch.final(run.data?.runJob.id);
+    await until([orderer.node], () => (orderer.node.jobStore.get(id, 'orderer')?.logSeq ?? 0) > 0);
+    // A direct connection replaces the relayed one (what a hole punch does): the job's stream breaks
+    // and the orderer re-attaches over the direct connection, missing nothing and repeating nothing.
+    await orderer.node.connections.connect({ host: '127.0.0.1', port: nat.quicPort }, nat.peerId);
+    assert.equal(orderer.node.connections.byPeer(nat.peerId)?.viaRelay, false);
+    const final = await watch.final(id);
     assert.equal(final.to, 'COMPLETED', JSON.stringify(final));
-    const view = await gql(orderer.api.url, JOB, { id: run.data?.runJob.id });
+    assert.ok((nat.protocols.stats.find((p) => p.protocol === 'job_attach')?.served ?? 0) >= 1, 'the orderer re-attached');
+    const view = await gql(orderer.api.url, JOB, { id });
     assert.equal(view.data?.job.outputs[0].sha256, sha256('via relay\n'));
+    const text = view.data?.job.logs.edges.map((e: { node: { text: string } }) => e.node.text).join('');
+    assert.equal(text, 'before\nafter\n');
   });
 
   it('reports ERRORED (executor restarted) to the orderer when the executor is killed mid-job and comes back', async (t) => {

@@ -282,7 +282,7 @@ describe('job sandbox (bubblewrap + cgroups)', { skip, timeout: 120_000 }, () =>
     await createSandbox({ mode: 'auto', uid: 65534, gid: 65534, graceMs: GRACE_MS }, logger);
     assert.equal(await exited, 'SIGKILL');
     assert.equal(existsSync(stale), false);
-    assert.ok(lines.some((line) => line.cgroups === 1 && /left by a node/.test(line.msg)));
+    assert.ok(lines.some((line) => typeof line.cgroups === 'number' && line.cgroups >= 1 && /left by a node/.test(line.msg)));
   });
 
   it('refuses a bad spec with INVALID_JOB_SPEC before starting anything', async (t) => {

@@ -10,6 +10,7 @@ import { benchJobs } from './jobs.ts';
 import { benchNetwork } from './network.ts';
 import { benchRelay } from './relay.ts';
 import { printSection } from './report.ts';
+import { benchSandbox } from './sandbox.ts';
 import { THROUGHPUT_MIB, benchThroughput } from './throughput.ts';
 
 /** `npm run bench`: every figure next to its target, with its baseline measured in this same run. */
@@ -32,3 +33,4 @@ printSection(
   await benchThroughput(),
 );
 printSection('Discovery: 50 and 100 nodes in one process on 127.0.0.1 (private DHT, default configuration)', await benchDiscovery());
+printSection('Job sandbox: bubblewrap + cgroups start-up cost (baseline: a plain spawn in this same run)', await benchSandbox());

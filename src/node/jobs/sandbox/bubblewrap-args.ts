@@ -4,7 +4,7 @@ import type { SandboxSpec } from './sandbox.ts';
 /** Where the job finds its workspace (and its cwd). */
 export const JOB_DIR = '/job';
 /** System directories the job sees read-only (a merged-/usr system's /bin, /lib… are symlinks into /usr, kept as symlinks). */
-const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/opt'];
+const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
 /** The part of /etc programs need to run (users, libraries, time zone, Debian's alternatives); nothing else of /etc. */
 const ETC_ENTRIES = [
   'passwd',

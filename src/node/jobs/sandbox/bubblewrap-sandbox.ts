@@ -79,6 +79,11 @@ class BubblewrapSandbox implements JobSandbox {
     private readonly logger: Logger,
   ) {}
 
+  close(): Promise<void> {
+    this.hierarchy.close();
+    return Promise.resolve();
+  }
+
   start(spec: SandboxSpec, onOutput: (stream: 'stdout' | 'stderr', chunk: Buffer) => void): RunningJob {
     checkSpec(spec);
     const cgroup = this.hierarchy.create(spec.jobId, spec.limits);

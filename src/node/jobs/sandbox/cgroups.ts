@@ -168,7 +168,11 @@ export class CgroupHierarchy {
   /** Makes the job's cgroup with its limits. Synchronous: the job's pid must be known when `start` returns. */
   create(jobId: string, limits: JobLimits): JobCgroup {
     const dirs = this.bases.map((base) => join(base, this.owner, jobId));
-    for (const dir of dirs) mkdirSync(dir);
+    for (const dir of dirs) {
+      // The owner directory again: another sandbox of this process may have closed and removed it.
+      mkdirSync(join(dir, '..'), { recursive: true });
+      mkdirSync(dir);
+    }
     try {
       const quota = String(Math.round((limits.cpuPercent / 100) * CPU_PERIOD_US));
       if (this.version === 'v1') {
@@ -192,6 +196,17 @@ export class CgroupHierarchy {
     } catch (error) {
       for (const dir of dirs) rmdirSync(dir);
       throw error;
+    }
+  }
+
+  /** Removes this process's owner directories when no job of it is left (a job still running keeps them). */
+  close(): void {
+    for (const base of this.bases) {
+      try {
+        rmdirSync(join(base, this.owner));
+      } catch {
+        // Not empty (another sandbox of this process runs a job) or already gone.
+      }
     }
   }
 

@@ -9,3 +9,8 @@ export class SandboxUnavailableError extends RemoteNetworkError {
 export class InvalidJobSpecError extends RemoteNetworkError {
   readonly code = 'INVALID_JOB_SPEC';
 }
+
+/** The sandbox itself failed (not the job): its process could not be spawned. */
+export class SandboxFailedError extends RemoteNetworkError {
+  readonly code = 'SANDBOX_FAILED';
+}

@@ -51,6 +51,8 @@ export interface JobSandbox {
   readonly jobUser: { readonly uid: number; readonly gid: number };
   /** Throws InvalidJobSpecError for a bad spec, before anything runs. */
   start(spec: SandboxSpec, onOutput: (stream: 'stdout' | 'stderr', chunk: Buffer) => void): RunningJob;
+  /** Tidies up at node stop (this process's empty cgroup directories); call it after the last job's `done`. Starting again afterwards still works. */
+  close(): Promise<void>;
 }
 
 export interface SandboxOptions {

@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from '../../base/logger.ts';
-import { RemoteNetworkError } from '../../base/errors.ts';
+import { SandboxFailedError } from './errors.ts';
 import type { ExitReason, RunningJob, SandboxResult } from './sandbox.ts';
 
 /** How often a dying tree is checked during the grace period. */
@@ -19,11 +19,6 @@ export interface ProcessTree {
   oomKills(): number;
   /** Releases what the tree holds (removes the cgroup). */
   release(): Promise<void>;
-}
-
-/** The sandbox itself failed (not the job): the wrapper could not be spawned. */
-export class SandboxFailedError extends RemoteNetworkError {
-  readonly code = 'SANDBOX_FAILED';
 }
 
 export interface SupervisionOptions {

@@ -88,6 +88,10 @@ class Unsandboxed implements JobSandbox {
     private readonly logger: Logger,
   ) {}
 
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
   start(spec: SandboxSpec, onOutput: (stream: 'stdout' | 'stderr', chunk: Buffer) => void): RunningJob {
     checkSpec(spec);
     const child = spawn(this.prlimit, [`--fsize=${spec.limits.outputFileBytes}`, '--core=0', '--', spec.executable, ...spec.args], {

@@ -31,6 +31,8 @@ export type NodeApi = Pick<
   | 'relayClient'
   | 'relayServer'
   | 'holePuncher'
+  | 'services'
+  | 'serviceSearch'
 >;
 
 /**

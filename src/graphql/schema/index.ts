@@ -10,6 +10,8 @@ import './dht.ts';
 import './connections.ts';
 import './connection-limits.ts';
 import './nat.ts';
+import './services.ts';
+import './service-search.ts';
 
 /** The API schema. Importing this module has no side effect beyond building the schema. */
 export const schema = lexicographicSortSchema(builder.toSchema());

@@ -7,6 +7,9 @@ import type { SearchItem } from '../src/node/services/service-search.ts';
 import { startTestDaemon, startTestNode } from './helpers/daemon.ts';
 import { startDaemonProcess } from './helpers/daemon-process.ts';
 import { gql } from './helpers/graphql.ts';
+import { MessageChannel } from '../src/node/wire/channel.ts';
+import { RemoteRefusedError } from '../src/node/wire/errors.ts';
+import { type WireMessage, serviceSearchResultMessage } from '../src/node/wire/messages.ts';
 
 type TestContext = { after(fn: () => unknown): void };
 
@@ -128,6 +131,26 @@ describe('service search', () => {
     assert.equal(refused?.kind === 'error' && refused.code, 'SEARCH_RATE_LIMITED', JSON.stringify(refused));
     // Per requesting peer: another peer is still answered.
     assert.equal((await once(other))?.kind, 'result');
+  });
+
+  it('answers malformed searches from a peer with PROTOCOL_MALFORMED and keeps serving it', async (t) => {
+    const offering = await nodeWithEcho(t, 'echo');
+    const asker = await startTestNode(t);
+    await asker.connections.connect(address(offering), offering.peerId);
+    const send = (message: Record<string, unknown>) =>
+      asker.connections.withPeerStream(offering.peerId, async (stream) => {
+        const channel = new MessageChannel(stream);
+        // A hostile peer sends what the schema forbids.
+        await channel.sendFinal(message as unknown as WireMessage);
+        return channel.receive(serviceSearchResultMessage, 'service_search_result').then(
+          (answer) => `answer ${answer.services.length}`,
+          (error: unknown) => (error instanceof RemoteRefusedError ? error.remoteCode : String(error)),
+        );
+      });
+    assert.equal(await send({ type: 'service_search', query: 'x'.repeat(101), kind: null }), 'PROTOCOL_MALFORMED');
+    assert.equal(await send({ type: 'service_search', query: 'echo', kind: 'DOCKER' }), 'PROTOCOL_MALFORMED');
+    // (A third protocol error would close the connection: MAX_PROTOCOL_ERRORS.)
+    assert.equal(await send({ type: 'service_search', query: 'echo', kind: null }), 'answer 1');
   });
 
   it('completes at once with no peers, and refuses bad arguments with typed errors', async (t) => {

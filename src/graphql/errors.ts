@@ -39,6 +39,9 @@ export function exposeNodeError(error: unknown): GraphQLError | undefined {
   return undefined;
 }
 
+/** How graphql-js's own error starts when a request has more bad variable values than it reports. */
+const TOO_MANY_VARIABLE_ERRORS = 'Too many errors processing variables';
+
 /**
  * graphql-js reports a variable value that does not fit its declared type ("Variable "$first" got
  * invalid value …") as a GraphQLError without a code, pointing at the variable definition. It is
@@ -46,6 +49,11 @@ export function exposeNodeError(error: unknown): GraphQLError | undefined {
  * variable's name; other errors are returned unchanged.
  */
 export function withVariableErrorCode(error: GraphQLError): GraphQLError {
+  // After 50 bad variable values graphql-js stops with an error of its own that points nowhere
+  // (reachable since an input holds a list of peer ids: allowedPeers).
+  if (error.extensions.code === undefined && error.message.startsWith(TOO_MANY_VARIABLE_ERRORS)) {
+    return createGraphQLError(error.message, { extensions: { ...error.extensions, code: ErrorCode.BAD_USER_INPUT } });
+  }
   const node = error.nodes?.[0];
   if (node?.kind !== Kind.VARIABLE_DEFINITION || error.extensions.variable !== undefined) return error;
   return createGraphQLError(error.message, {

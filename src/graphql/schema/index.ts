@@ -11,6 +11,8 @@ import './connections.ts';
 import './connection-limits.ts';
 import './nat.ts';
 import './jobs.ts';
+import './services.ts';
+import './service-search.ts';
 
 /** The API schema. Importing this module has no side effect beyond building the schema. */
 export const schema = lexicographicSortSchema(builder.toSchema());

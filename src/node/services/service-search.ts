@@ -4,7 +4,7 @@ import type { Logger } from '../base/logger.ts';
 import type { NodeComponents } from '../components.ts';
 import type { ConnectionInfo, ConnectionManager } from '../lifecycle/connection-manager.ts';
 import { MessageChannel } from '../wire/channel.ts';
-import { RemoteRefusedError } from '../wire/errors.ts';
+import { ReadTimeoutError, RemoteRefusedError } from '../wire/errors.ts';
 import { type SearchedServiceEntry, searchedServiceEntry, serviceSearchResultMessage } from '../wire/messages.ts';
 import { MAX_QUERY_CHARS, MAX_SEARCH_PEERS } from './constants.ts';
 import { SearchInvalidError } from './errors.ts';
@@ -138,6 +138,11 @@ class SearchRun {
       const peerId = this.peers[this.next++] as string;
       const item = await this.ask(peerId);
       if (this.completed) return;
+      // No answer by the deadline: the peer counts as timed out (the deadline timer may fire a moment later).
+      if (item === undefined) {
+        if (Date.now() >= this.deadlineAt) this.complete();
+        return;
+      }
       this.pending.delete(peerId);
       if (item.kind === 'result') this.answered += 1;
       else this.failed += 1;
@@ -146,7 +151,8 @@ class SearchRun {
     }
   }
 
-  private async ask(peerId: string): Promise<SearchItem> {
+  /** The peer's item, or undefined when it had not answered by the deadline. */
+  private async ask(peerId: string): Promise<SearchItem | undefined> {
     const { connections, dialer } = this.options;
     try {
       if (!connections.isConnected(peerId)) await dialer.connectToPeer(peerId);
@@ -159,6 +165,7 @@ class SearchRun {
       });
       return { kind: 'result', peerId, services: this.entriesOf(answer.services) };
     } catch (error) {
+      if (error instanceof ReadTimeoutError || Date.now() >= this.deadlineAt) return undefined;
       this.options.logger.debug({ peerId, err: error }, 'a peer did not answer a service search');
       return { kind: 'error', peerId, ...describe(error) };
     }

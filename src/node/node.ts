@@ -45,6 +45,7 @@ import { NODE_VERSION } from './version.ts';
 import { JobStore } from '../db/jobs.ts';
 import { BlobStore } from './jobs/blob-store.ts';
 import { JobExecutor } from './jobs/job-executor.ts';
+import { maximumLimits } from './jobs/job-limits.ts';
 import { jobMetrics } from './jobs/job-metrics.ts';
 import { JobOrderer } from './jobs/job-orderer.ts';
 
@@ -115,7 +116,8 @@ export class RemoteNode {
     this.connectionLimits = InboundLimiter.create(base, capacity, limitCounters);
     const transport = QuicTransport.create(base, this.connectionLimits);
     const addresses = AddressBook.create(base, transport, dht);
-    const services = ServiceRegistry.create(base);
+    // A service may not give its jobs more than the node's [jobs] maxima.
+    const services = ServiceRegistry.create(base, { maxLimits: () => maximumLimits(config.jobs) });
     const publisher = MetadataPublisher.create(base, dht, () => withServiceSummary(initialMetadata(addresses), services.list()));
     const fetcher = MetadataFetcher.create(base, dht);
     const connections = ConnectionManager.create(base, transport, IdentityExchanger.create(base, dht, addresses), limitCounters);

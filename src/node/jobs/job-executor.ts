@@ -180,6 +180,7 @@ export class JobExecutor implements Component {
         await job.over;
       }),
     );
+    await this.sandbox?.close();
   }
 
   private markInterrupted(): void {

@@ -305,6 +305,12 @@ describe('job sandbox (bubblewrap + cgroups)', { skip, timeout: 120_000 }, () =>
         JSON.stringify(bad),
       );
     }
+    const running = sandbox.start({ ...spec, executable: '/bin/sleep', args: ['100'] }, noop);
+    assert.throws(
+      () => sandbox.start(spec, noop),
+      (error) => error instanceof InvalidJobSpecError && /already running/.test(error.message),
+    );
+    assert.equal((await running.cancel()).reason, 'CANCELLED');
   });
 });
 

@@ -2,7 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import type { Logger } from '../../base/logger.ts';
 import { bubblewrapArgs, systemBinds } from './bubblewrap-args.ts';
 import { type CgroupHierarchy, type CgroupVersion, type JobCgroup, detectCgroups } from './cgroups.ts';
-import { SandboxUnavailableError } from './errors.ts';
+import { InvalidJobSpecError, SandboxFailedError, SandboxUnavailableError } from './errors.ts';
 import type { JobSandbox, RunningJob, SandboxOptions, SandboxSpec } from './sandbox.ts';
 import { checkSpec } from './spec-check.ts';
 import { type ProcessTree, SupervisedJob } from './supervised-job.ts';
@@ -79,6 +79,17 @@ class BubblewrapSandbox implements JobSandbox {
     private readonly logger: Logger,
   ) {}
 
+  private createCgroup(spec: SandboxSpec): JobCgroup {
+    try {
+      return this.hierarchy.create(spec.jobId, spec.limits);
+    } catch (error) {
+      if (error instanceof Error && 'code' in error && error.code === 'EEXIST') {
+        throw new InvalidJobSpecError(`job ${spec.jobId} is already running in this sandbox`);
+      }
+      throw new SandboxFailedError(`cannot create the cgroup of job ${spec.jobId}: ${String(error)}`, { cause: error });
+    }
+  }
+
   close(): Promise<void> {
     this.hierarchy.close();
     return Promise.resolve();
@@ -86,7 +97,7 @@ class BubblewrapSandbox implements JobSandbox {
 
   start(spec: SandboxSpec, onOutput: (stream: 'stdout' | 'stderr', chunk: Buffer) => void): RunningJob {
     checkSpec(spec);
-    const cgroup = this.hierarchy.create(spec.jobId, spec.limits);
+    const cgroup = this.createCgroup(spec);
     const { tools, jobUser } = this;
     const bind = this.asRoot && tools.mount ? ['--bind', tools.mount, spec.workspace] : [];
     const chain = [

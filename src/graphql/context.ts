@@ -35,6 +35,7 @@ export type NodeApi = Pick<
   | 'jobs'
   | 'jobExecutor'
   | 'jobStore'
+  | 'dataTransfer'
   | 'serviceSearch'
 >;
 

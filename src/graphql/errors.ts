@@ -2,6 +2,7 @@ import { type ASTNode, GraphQLError, Kind } from 'graphql';
 import { createGraphQLError } from 'graphql-yoga';
 import { RemoteNetworkError } from '../node/base/errors.ts';
 import { PeerConnectionLimitError } from '../node/quic/errors.ts';
+import { RemoteRefusedError } from '../node/wire/errors.ts';
 
 /**
  * Expected errors carry `extensions.code`; anything else is masked as "Unexpected error." so that
@@ -32,6 +33,10 @@ export function exposeNodeError(error: unknown): GraphQLError | undefined {
   if (error instanceof PeerConnectionLimitError) {
     // Which limit, as the ConnectionLimitReason enum names it.
     return createGraphQLError(error.message, { extensions: { code: error.code, limit: error.reason.toUpperCase() } });
+  }
+  if (error instanceof RemoteRefusedError) {
+    // The peer's own code (UNKNOWN_SERVICE, DATA_CHANGED, …): what it refused is what the client asked for.
+    return createGraphQLError(error.message, { extensions: { code: error.remoteCode, refusedByPeer: true } });
   }
   if (error instanceof RemoteNetworkError) {
     return createGraphQLError(error.message, { extensions: { code: error.code } });

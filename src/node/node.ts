@@ -35,6 +35,7 @@ import { QuicTransport } from './quic/quic-transport.ts';
 import { RelayClient } from './relay/relay-client.ts';
 import { RelayServer } from './relay/relay-server.ts';
 import { RelayedTransport } from './relay/relayed-transport.ts';
+import { DataTransfer } from './services/data-transfer.ts';
 import { ServiceRegistry } from './services/service-registry.ts';
 import { ServiceSearch } from './services/service-search.ts';
 import { ServiceSearchResponder } from './services/service-search-responder.ts';
@@ -88,6 +89,8 @@ export class RemoteNode {
   readonly serviceSearch: ServiceSearch;
   /** Jobs this node orders on peers (runJob, cancelJob). */
   readonly jobs: JobOrderer;
+  /** DATA services by content: served to allowed peers, fetched from others. */
+  readonly dataTransfer: DataTransfer;
   /** Jobs this node runs for peers. */
   readonly jobExecutor: JobExecutor;
   /** Both roles' job records and logs (the API reads them). */
@@ -144,6 +147,7 @@ export class RemoteNode {
     const blobs = new BlobStore(join(dataDir, 'blobs'));
     const counters = jobMetrics(metrics);
     this.jobExecutor = JobExecutor.create(c, { jobStore: this.jobStore, blobs, dataDir, jobMetrics: counters });
+    this.dataTransfer = DataTransfer.create(c, { blobs, dialer: this.dialer });
     this.jobs = JobOrderer.create(c, { jobStore: this.jobStore, blobs, dialer: this.dialer, jobMetrics: counters });
     // Started in this order, stopped in reverse. The address book goes first: its view of the
     // verdict must be current when any other listener of a verdict runs.
@@ -172,6 +176,7 @@ export class RemoteNode {
       blobs,
       this.jobExecutor,
       this.jobs,
+      this.dataTransfer,
     ];
   }
 

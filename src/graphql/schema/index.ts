@@ -11,6 +11,7 @@ import './connections.ts';
 import './connection-limits.ts';
 import './nat.ts';
 import './jobs.ts';
+import './data.ts';
 import './services.ts';
 import './service-search.ts';
 

@@ -44,6 +44,7 @@ import { LogCoalescer } from './log-coalescer.ts';
 import type { JobLimits } from './sandbox/limits.ts';
 import { type JobSandbox, type RunningJob, type SandboxResult, createSandbox } from './sandbox/sandbox.ts';
 import { SandboxUnavailableError } from './sandbox/errors.ts';
+import { drain } from '../wire/raw-stream.ts';
 import { checkRemoteName, collectOutputs, prepareWorkspace, removeWorkspace } from './workspace.ts';
 
 /** Replayed log chunks per database read. */
@@ -483,11 +484,7 @@ export class JobExecutor implements Component {
     const writer = stream.writable.getWriter();
     for await (const chunk of this.options.blobs.read(sha256)) await writer.write(chunk as Buffer);
     await writer.close();
-    // Read the peer's end: QUIC returns the stream's credit only once both directions finished.
-    const reader = stream.readable.getReader();
-    while (!(await reader.read()).done) {
-      // the orderer sends nothing after its request
-    }
+    await drain(stream.readable);
   }
 
   /** The executor's record of a job the peer ordered; anyone else's job is "not found". */

@@ -23,6 +23,7 @@ import {
   jobView,
 } from './job.ts';
 import { newJobId } from './job-id.ts';
+import { readAll } from '../wire/raw-stream.ts';
 import {
   type JobRequestMessage,
   type JobResultMessage,
@@ -428,14 +429,5 @@ export class JobOrderer implements Component {
       reason,
       message,
     });
-  }
-}
-
-async function* readAll(readable: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
-  const reader = readable.getReader();
-  for (;;) {
-    const chunk = await reader.read();
-    if (chunk.done) return;
-    yield chunk.value;
   }
 }

@@ -14,6 +14,7 @@ import {
 } from '../services/constants.ts';
 import { PARAMETER_TYPES, SERVICE_KINDS } from '../services/service.ts';
 import type { JobWireMessage } from '../jobs/job-messages.ts';
+import type { DataWireMessage } from '../services/data-transfer.ts';
 
 /**
  * Every message on every stream, declared once for both sides: a JSON object with a `type`.
@@ -205,4 +206,5 @@ export type WireMessage =
   | z.infer<typeof holePunchSyncMessage>
   | ServiceSearchMessage
   | z.infer<typeof serviceSearchResultMessage>
-  | JobWireMessage;
+  | JobWireMessage
+  | DataWireMessage;

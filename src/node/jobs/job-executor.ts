@@ -104,6 +104,8 @@ export class JobExecutor implements Component {
   private readonly unhandle: Array<() => void> = [];
   private sandbox: JobSandbox | null = null;
   private sandboxError: string | null = null;
+  /** Set at stop: a job still being prepared is not started any more. */
+  private stopping = false;
   private sweepTimer: NodeJS.Timeout | undefined;
   private readonly workspaceRoot: string;
   private readonly counters: JobMetrics;
@@ -170,6 +172,7 @@ export class JobExecutor implements Component {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     for (const off of this.unhandle.splice(0)) off();
     clearInterval(this.sweepTimer);
     // Jobs die with the node: kill them, and say why to whoever is attached.
@@ -299,6 +302,7 @@ export class JobExecutor implements Component {
       if (sandbox === null) throw new SandboxUnavailableError('the sandbox went away');
       workspace = await prepareWorkspace(this.workspaceRoot, id, inputs, sandbox.jobUser);
       if (job.cancelledBy !== null) return this.finalize(job, 'CANCELLED', 'CANCELLED', `cancelled by ${job.cancelledBy}`);
+      if (this.stopping) return this.finalize(job, 'ERRORED', 'EXECUTOR_RESTARTED', 'executor stopping');
       const args = renderArguments(job.service, request.parameters);
       job.running = sandbox.start(
         {

@@ -252,6 +252,35 @@ describe('jobs on remote peers', { timeout: 300_000, skip }, () => {
     assert.ok(refused.data?.jobs.totalCount >= 5);
     assert.ok(refused.data?.jobs.edges.every((e: { node: { reason: string } }) => e.node.reason === 'REFUSED'));
     await gql(orderer.api.url, `mutation { cancelJob(id: "${slow.data?.runJob.id}") { state } }`);
+    assert.equal(
+      (await gql(orderer.api.url, `mutation { cancelJob(id: "${'ab'.repeat(16)}") { state } }`)).errors?.[0]?.extensions?.code,
+      'JOB_NOT_FOUND',
+    );
+
+    // A node that runs no jobs says so, to peers and to its operator.
+    const off = await startTestDaemon(t, { 'jobs.enabled': 'false' });
+    await off.node.services.register(shService('any', 'true'));
+    await orderer.node.connections.connect({ host: '127.0.0.1', port: off.node.quicPort }, off.node.peerId);
+    const disabled = await gql(orderer.api.url, RUN_JOB, { peer: off.node.peerId, service: 'any' });
+    assert.equal(disabled.errors?.[0]?.extensions?.code, 'JOBS_DISABLED');
+    const runner = await gql(off.api.url, '{ jobRunner { enabled sandbox unavailableReason running maxConcurrentJobs } }');
+    assert.deepEqual(runner.data?.jobRunner, {
+      enabled: false,
+      sandbox: null,
+      unavailableReason: 'jobs are disabled ([jobs] enabled = false)',
+      running: 0,
+      maxConcurrentJobs: 4,
+    });
+    const on = await gql(orderer.api.url, '{ jobRunner { enabled sandbox cgroups unavailableReason } }');
+    assert.deepEqual(
+      { ...on.data?.jobRunner, cgroups: /^v[12]$/.test(on.data?.jobRunner.cgroups) },
+      {
+        enabled: true,
+        sandbox: 'bubblewrap',
+        cgroups: true,
+        unavailableReason: null,
+      },
+    );
   });
 
   it("does not let a third peer cancel, attach to or fetch another peer's job", async (t) => {

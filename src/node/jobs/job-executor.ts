@@ -152,7 +152,7 @@ export class JobExecutor implements Component {
       } catch (error) {
         // The node still serves everything else; job requests are refused with this reason.
         this.sandboxError = error instanceof Error ? error.message : String(error);
-        this.log.error({ err: error }, 'no sandbox for jobs: job requests will be refused (SANDBOX_UNAVAILABLE)');
+        this.log.warn({ err: error }, 'no sandbox for jobs: job requests will be refused (SANDBOX_UNAVAILABLE)');
       }
     }
     const { protocols } = this.options;

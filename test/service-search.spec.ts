@@ -131,6 +131,10 @@ describe('service search', () => {
     assert.equal(refused?.kind === 'error' && refused.code, 'SEARCH_RATE_LIMITED', JSON.stringify(refused));
     // Per requesting peer: another peer is still answered.
     assert.equal((await once(other))?.kind, 'result');
+    const text = (await offering.metrics.exposition?.text()) ?? '';
+    assert.match(text, /^remote_network_service_searches_served_total\{outcome="answered"\} 3$/m);
+    assert.match(text, /^remote_network_service_searches_served_total\{outcome="rate_limited"\} 1$/m);
+    assert.match((await asker.metrics.exposition?.text()) ?? '', /^remote_network_service_search_peers_total\{outcome="failed"\} 1$/m);
   });
 
   it('answers malformed searches from a peer with PROTOCOL_MALFORMED and keeps serving it', async (t) => {

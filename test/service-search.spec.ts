@@ -131,6 +131,10 @@ describe('service search', () => {
     assert.equal(refused?.kind === 'error' && refused.code, 'SEARCH_RATE_LIMITED', JSON.stringify(refused));
     // Per requesting peer: another peer is still answered.
     assert.equal((await once(other))?.kind, 'result');
+    const text = (await offering.metrics.exposition?.text()) ?? '';
+    assert.match(text, /^remote_network_service_searches_served_total\{outcome="answered"\} 3$/m);
+    assert.match(text, /^remote_network_service_searches_served_total\{outcome="rate_limited"\} 1$/m);
+    assert.match((await asker.metrics.exposition?.text()) ?? '', /^remote_network_service_search_peers_total\{outcome="failed"\} 1$/m);
   });
 
   it('answers malformed searches from a peer with PROTOCOL_MALFORMED and keeps serving it', async (t) => {
@@ -157,6 +161,12 @@ describe('service search', () => {
     const daemon = await startTestDaemon(t);
     const none = await collect(daemon.node.serviceSearch.search('', null, null));
     assert.deepEqual(none.length === 1 && none[0]?.kind === 'complete' && [none[0].peersAsked, none[0].timedOut], [0, 0]);
+    // A given peer that is not connected is dialled; one nobody knows fails with the dialer's code.
+    const unknown = 'ab'.repeat(20);
+    const [failed, complete] = await collect(daemon.node.serviceSearch.search('', null, [unknown, daemon.node.peerId]));
+    assert.equal(failed?.kind === 'error' && failed.peerId, unknown);
+    assert.match(failed?.kind === 'error' ? failed.code : '', /^[A-Z_]+$/);
+    assert.deepEqual(complete?.kind === 'complete' && [complete.peersAsked, complete.failed], [1, 1], 'this node itself is never asked');
     const client = createWsClient({ url: daemon.api.url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0 });
     t.after(() => client.dispose());
     const refused = await client.iterate({ query: SEARCH, variables: { query: 'x'.repeat(101) } }).next();

@@ -3,12 +3,13 @@ import { describe, it } from 'node:test';
 import bencode from 'bencode';
 import { MAX_BEP44_VALUE_BYTES } from '../src/node/dht/constants.ts';
 import { decodeMetadata, encodeMetadataChecked } from '../src/node/metadata/peer-metadata.ts';
+import { withRelayCapability } from '../src/node/metadata/self-metadata.ts';
 import { serviceCapabilities } from '../src/node/services/service-summary.ts';
 import { startTestNode, until } from './helpers/daemon.ts';
 import { usePrivateNetwork } from './helpers/network.ts';
 
-/** A 64-character service name, the longest allowed, unique by `i`. */
-const longName = (i: number) => `svc-${String(i).padStart(4, '0')}-${'x'.repeat(55)}`;
+/** A 60-character service name, unique by `i`: with its `svc:` prefix the longest entry a reader accepts. */
+const longName = (i: number) => `svc-${String(i).padStart(4, '0')}-${'x'.repeat(51)}`;
 
 describe('services summary in the BEP 44 metadata', () => {
   const network = usePrivateNetwork();
@@ -81,7 +82,13 @@ describe('services summary in the BEP 44 metadata', () => {
     const { value, size } = encodeMetadataChecked(metadata);
     assert.ok(size <= MAX_BEP44_VALUE_BYTES, `${size} bytes`);
     assert.match(capabilities.at(-1) ?? '', /^svc\+:\d+$/);
+    assert.ok(capabilities.length > 3, JSON.stringify(capabilities));
     // What a reader accepts (at most 16 entries of at most 64 characters).
     assert.deepEqual(decodeMetadata(bencode.decode(bencode.encode(value))).capabilities, capabilities);
+  });
+
+  it('a reachability verdict sets or clears the relay flag and keeps the services summary', () => {
+    assert.deepEqual(withRelayCapability(['svc:echo', 'svc+:3'], true), ['relay', 'svc:echo', 'svc+:3']);
+    assert.deepEqual(withRelayCapability(['relay', 'svc:echo'], false), ['svc:echo']);
   });
 });

@@ -153,6 +153,21 @@ describe('service registry', () => {
     assert.equal(node.services.byName('echo')?.id, echoId, 'an unchanged file keeps its service id');
   });
 
+  it('a services directory that cannot be listed is logged, keeps its file services, and the node starts', async (t) => {
+    const dir = tempDir(t);
+    mkdirSync(join(dir, 'services'));
+    writeFileSync(join(dir, 'services', 'echo.json'), JSON.stringify(echo()));
+    let node = await nodeOn(t, dir);
+    const kept = node.services.byName('echo');
+    await node.stop('restart');
+    rmSync(join(dir, 'services'), { recursive: true });
+    writeFileSync(join(dir, 'services'), 'a file where the directory was');
+    const logs = captureLogs('warn');
+    node = await nodeOn(t, dir, {}, logs.logger);
+    assert.deepEqual(node.services.list(), [kept]);
+    assert.match(String(logs.lines.find((l) => l.msg === 'services directory not read')?.reason), /ENOTDIR/);
+  });
+
   it('an API service keeps its name against a services-directory file of the same name', async (t) => {
     const dir = tempDir(t);
     let node = await nodeOn(t, dir);

@@ -155,8 +155,14 @@ export class ServiceRegistry implements Component {
    * earlier service goes: the file no longer defines it), a removed file's service is removed.
    */
   private async syncDirectory(dir: string): Promise<void> {
+    const entries = await readServicesDirectory(dir);
+    if (!Array.isArray(entries)) {
+      // Unreadable: its file services stay as they were rather than all being removed.
+      this.log.warn({ path: dir, reason: entries.error.message }, 'services directory not read');
+      return;
+    }
     const defined = new Set<string>();
-    for (const entry of await readServicesDirectory(dir)) {
+    for (const entry of entries) {
       try {
         const service = await this.syncFile(entry);
         defined.add(service.id);

@@ -2,12 +2,15 @@ import type { Component } from '../base/component.ts';
 import type { Logger } from '../base/logger.ts';
 import type { NodeComponents } from '../components.ts';
 import type { ProtocolRegistry } from '../lifecycle/protocol-registry.ts';
+import type { Counter, Metrics } from '../metrics/metrics.ts';
+import { NoopMetrics } from '../metrics/noop-metrics.ts';
 import type { PeerConnection } from '../quic/types.ts';
 import { TokenBuckets } from '../util/token-buckets.ts';
 import type { MessageChannel } from '../wire/channel.ts';
 import { type SearchedServiceEntry, type ServiceSearchMessage, serviceSearchMessage } from '../wire/messages.ts';
 import { MAX_RATE_LIMITED_PEERS, MAX_SEARCH_RESULT_BYTES, MAX_SEARCH_RESULTS_WIRE } from './constants.ts';
 import { SearchRateLimitedError } from './errors.ts';
+import { searchesServedCounter } from './service-metrics.ts';
 import type { ServiceRegistry } from './service-registry.ts';
 import type { Service } from './service.ts';
 
@@ -23,6 +26,7 @@ export interface ServiceSearchResponderOptions {
   /** Searches one peer may send per minute (in bursts of as many). */
   readonly perMinute: number;
   readonly now?: () => number;
+  readonly metrics?: Metrics;
 }
 
 /**
@@ -36,14 +40,16 @@ export class ServiceSearchResponder implements Component {
   private readonly buckets: TokenBuckets;
   private unhandle: (() => void) | undefined;
   private readonly log: Logger;
+  private readonly served: Counter<'outcome'>;
 
   /** As the node runs it: `[services] search_max_results`, `search_rate_limit`. */
   static create(c: NodeComponents): ServiceSearchResponder {
-    const { services, protocols, logger, config } = c;
+    const { services, protocols, logger, config, metrics } = c;
     return new ServiceSearchResponder({
       registry: services,
       protocols,
       logger,
+      metrics,
       maxResults: config.services.search_max_results,
       perMinute: config.services.search_rate_limit,
     });
@@ -53,6 +59,7 @@ export class ServiceSearchResponder implements Component {
     const { perMinute, now } = options;
     this.buckets = new TokenBuckets({ burst: perMinute, perSecond: perMinute / 60, maxKeys: MAX_RATE_LIMITED_PEERS, ...(now && { now }) });
     this.log = options.logger.child({ component: 'service-search' });
+    this.served = searchesServedCounter(options.metrics ?? new NoopMetrics());
   }
 
   start(): void {
@@ -74,10 +81,12 @@ export class ServiceSearchResponder implements Component {
     const peerId = connection.remotePeerId;
     if (!this.buckets.take(peerId)) {
       this.log.debug({ peerId }, 'service search refused: rate limited');
+      this.served.inc({ outcome: 'rate_limited' });
       throw new SearchRateLimitedError(this.options.perMinute);
     }
     const limit = Math.min(this.options.maxResults, MAX_SEARCH_RESULTS_WIRE);
     const services = fitted(this.options.registry.search(request.query, request.kind, peerId, limit).map(searchEntryOf));
+    this.served.inc({ outcome: 'answered' });
     await channel.sendFinal({ type: 'service_search_result', services });
     await channel.finish();
   }

@@ -3,11 +3,14 @@ import { isPeerId } from '../base/peer-id.ts';
 import type { Logger } from '../base/logger.ts';
 import type { NodeComponents } from '../components.ts';
 import type { ConnectionInfo, ConnectionManager } from '../lifecycle/connection-manager.ts';
+import type { Counter, Metrics } from '../metrics/metrics.ts';
+import { NoopMetrics } from '../metrics/noop-metrics.ts';
 import { MessageChannel } from '../wire/channel.ts';
 import { ReadTimeoutError, RemoteRefusedError } from '../wire/errors.ts';
 import { type SearchedServiceEntry, searchedServiceEntry, serviceSearchResultMessage } from '../wire/messages.ts';
 import { MAX_QUERY_CHARS, MAX_SEARCH_PEERS } from './constants.ts';
 import { SearchInvalidError } from './errors.ts';
+import { searchPeersCounter } from './service-metrics.ts';
 import type { ServiceKind } from './service.ts';
 
 /** One item of a search's stream: a peer's matches, a peer's failure, or the final count. */
@@ -42,6 +45,7 @@ export interface ServiceSearchOptions {
   readonly deadlineMs: number;
   /** Services kept of one peer's answer. */
   readonly maxResults: number;
+  readonly metrics?: Metrics;
 }
 
 /** A peer's failure when nothing better is known (a dial or stream that failed without a code). */
@@ -56,7 +60,7 @@ const SEARCH_PEER_FAILED = 'SEARCH_PEER_FAILED';
 export class ServiceSearch {
   /** As the node runs it: `[services] search_concurrency`, `search_deadline`, `search_max_results`. */
   static create(c: NodeComponents, dialer: PeerConnector): ServiceSearch {
-    const { connections, identity, logger, config } = c;
+    const { connections, identity, logger, config, metrics } = c;
     const { search_concurrency, search_deadline, search_max_results } = config.services;
     return new ServiceSearch({
       connections,
@@ -66,10 +70,15 @@ export class ServiceSearch {
       concurrency: search_concurrency,
       deadlineMs: search_deadline * 1000,
       maxResults: search_max_results,
+      metrics,
     });
   }
 
-  constructor(private readonly options: ServiceSearchOptions) {}
+  private readonly peersAsked: Counter<'outcome'>;
+
+  constructor(private readonly options: ServiceSearchOptions) {
+    this.peersAsked = searchPeersCounter(options.metrics ?? new NoopMetrics());
+  }
 
   /** Starts a search; its items arrive through the iterator (returning it abandons the search). */
   search(query: string, kind: ServiceKind | null, peerIds: readonly string[] | null): AsyncIterableIterator<SearchItem> {
@@ -78,7 +87,7 @@ export class ServiceSearch {
     const invalid = peerIds?.find((p): boolean => !isPeerId(p));
     if (invalid !== undefined) throw new SearchInvalidError(`${invalid.slice(0, 40)} is not a peer id`);
     const peers = [...new Set(peerIds ?? this.connectedPeers())].filter((p) => p !== this.options.peerId).slice(0, MAX_SEARCH_PEERS);
-    return new SearchRun(this.options, query, kind, peers).items();
+    return new SearchRun(this.options, this.peersAsked, query, kind, peers).items();
   }
 
   private connectedPeers(): string[] {
@@ -105,6 +114,7 @@ class SearchRun {
 
   constructor(
     private readonly options: ServiceSearchOptions,
+    private readonly peersAsked: Counter<'outcome'>,
     private readonly query: string,
     private readonly kind: ServiceKind | null,
     private readonly peers: readonly string[],
@@ -146,6 +156,7 @@ class SearchRun {
       this.pending.delete(peerId);
       if (item.kind === 'result') this.answered += 1;
       else this.failed += 1;
+      this.peersAsked.inc({ outcome: item.kind === 'result' ? 'answered' : 'failed' });
       this.push(item);
       if (this.pending.size === 0) this.complete();
     }
@@ -194,6 +205,7 @@ class SearchRun {
     this.completed = true;
     clearTimeout(this.timer);
     const timedOutPeers = [...this.pending];
+    if (timedOutPeers.length > 0) this.peersAsked.inc({ outcome: 'timed_out' }, timedOutPeers.length);
     this.push({
       kind: 'complete',
       peersAsked: this.peers.length,

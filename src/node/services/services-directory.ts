@@ -16,15 +16,17 @@ export function servicesDirOf(config: Config): string {
 /**
  * The `*.json` files of the directory, in name order (at most MAX_SERVICE_FILES): an absent
  * directory holds none. A file too large, unreadable or not JSON comes back with its error, for
- * the caller to log and skip; nothing here throws for one bad file.
+ * the caller to log and skip; nothing here throws for one bad file. A directory that exists but
+ * cannot be listed (not a directory, no permission) is an error of its own: what it defines is
+ * unknown, so the caller must not treat it as empty.
  */
-export async function readServicesDirectory(dir: string): Promise<DirectoryEntry[]> {
+export async function readServicesDirectory(dir: string): Promise<DirectoryEntry[] | { readonly error: Error }> {
   let names: string[];
   try {
     names = await readdir(dir);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw error;
+    return { error: new ServiceInvalidError(`cannot be listed (${(error as NodeJS.ErrnoException).code ?? 'error'})`) };
   }
   const files = names.filter((n) => n.endsWith('.json') && !n.startsWith('.')).sort();
   const entries: DirectoryEntry[] = [];

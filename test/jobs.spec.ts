@@ -318,6 +318,14 @@ describe('jobs on remote peers', { timeout: 300_000, skip }, () => {
     );
     await executor.services.register(shService('loop', 'while :; do :; done', { limits: { wallTimeMs: 1000 } }));
     await executor.services.register(shService('chatty', 'yes', { limits: { outputBytes: 4096 } }));
+    // Busy for 2 s of wall time under a 10 % CPU quota: bash's `time` reports the CPU it got.
+    await executor.services.register(
+      shService('throttled', '', {
+        executable: '/bin/bash',
+        args: ['-c', 'TIMEFORMAT=%U; time (timeout 2 bash -c "while :; do :; done")'],
+        limits: { cpuPercent: 10, wallTimeMs: 20_000 },
+      }),
+    );
     // No network unless the service allows it: the job cannot reach a port the executor serves on loopback.
     await executor.services.register(
       shService('offline', '', { executable: '/bin/bash', args: ['-c', `echo > /dev/tcp/127.0.0.1/${orderer.api.port}`] }),
@@ -338,6 +346,9 @@ describe('jobs on remote peers', { timeout: 300_000, skip }, () => {
     assert.deepEqual([chatty.state, chatty.reason, chatty.truncated], ['ERRORED', 'OUTPUT_LIMIT', true], chatty.message);
     const logged = chatty.logs.edges.reduce((n: number, e: { node: { text: string } }) => n + e.node.text.length, 0);
     assert.equal(logged, 4096, 'exactly the cap is kept');
+    const throttled = await outcome('throttled');
+    const cpuSeconds = Number.parseFloat(throttled.logs.edges.map((e: { node: { text: string } }) => e.node.text).join(''));
+    assert.ok(cpuSeconds < 0.6, `a 10 % quota gave ${cpuSeconds} s of CPU in 2 s`);
     const offline = await outcome('offline');
     assert.deepEqual([offline.state, offline.reason], ['ERRORED', 'EXITED'], offline.message);
   });

@@ -310,7 +310,10 @@ describe('job sandbox (bubblewrap + cgroups)', { skip, timeout: 120_000 }, () =>
       () => sandbox.start(spec, noop),
       (error) => error instanceof InvalidJobSpecError && /already running/.test(error.message),
     );
-    assert.equal((await running.cancel()).reason, 'CANCELLED');
+    // Cancelled at once, before its first process could join the cgroup: it must not run on.
+    const cancelled = await running.cancel();
+    assert.equal(cancelled.reason, 'CANCELLED');
+    assert.ok(cancelled.durationMs < 50_000, `a job cancelled at its start ran ${cancelled.durationMs} ms of its 100 s`);
   });
 });
 

@@ -26,6 +26,7 @@ import {
   OutputNotFoundError,
   ServiceNotAllowedError,
   UnknownServiceError,
+  emitJobState,
 } from './job.ts';
 import { JobListener } from './job-events.ts';
 import { jobLimits } from './job-limits.ts';
@@ -531,17 +532,7 @@ export class JobExecutor implements Component {
   }
 
   private emitState(row: JobRow, from: JobState | null, to: JobState, reason: JobReason | null, message: string | null): void {
-    this.options.bus.emit('job.status.changed', {
-      jobId: row.id,
-      role: 'executor',
-      peerId: row.peerId,
-      serviceId: row.serviceId,
-      workflowId: row.workflowId,
-      from,
-      to,
-      reason,
-      message,
-    });
+    emitJobState(this.options.bus, row, from, to, reason, message);
   }
 
   private async sweep(): Promise<void> {

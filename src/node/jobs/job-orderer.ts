@@ -21,6 +21,7 @@ import {
   type JobView,
   isFinal,
   jobView,
+  emitJobState,
 } from './job.ts';
 import { newJobId } from './job-id.ts';
 import { readAll } from '../wire/raw-stream.ts';
@@ -418,16 +419,6 @@ export class JobOrderer implements Component {
   }
 
   private emitState(row: JobRow, from: JobState | null, to: JobState, reason: JobReason | null, message: string | null): void {
-    this.options.bus.emit('job.status.changed', {
-      jobId: row.id,
-      role: 'orderer',
-      peerId: row.peerId,
-      serviceId: row.serviceId,
-      workflowId: row.workflowId,
-      from,
-      to,
-      reason,
-      message,
-    });
+    emitJobState(this.options.bus, row, from, to, reason, message);
   }
 }

@@ -1,5 +1,7 @@
 import { RemoteNetworkError } from '../base/errors.ts';
 import type { JobRole, JobRow } from '../../db/jobs.ts';
+import type { EventBus } from '../events/bus.ts';
+import type { NodeEventMap } from '../events/types.ts';
 
 /** The seed's job states: IDLE (ordered, not accepted yet) → READY (accepted) → RUNNING → a final one. */
 export const JOB_STATES = ['IDLE', 'READY', 'RUNNING', 'COMPLETED', 'ERRORED', 'CANCELLED'] as const;
@@ -117,4 +119,26 @@ export class JobAlreadyExistsError extends RemoteNetworkError {
 }
 export class OutputNotFoundError extends RemoteNetworkError {
   readonly code = 'OUTPUT_NOT_FOUND';
+}
+
+/** Announces a state change of a job record (after it was written), for its role. */
+export function emitJobState(
+  bus: EventBus<NodeEventMap>,
+  row: JobRow,
+  from: JobState | null,
+  to: JobState,
+  reason: JobReason | null,
+  message: string | null,
+): void {
+  bus.emit('job.status.changed', {
+    jobId: row.id,
+    role: row.role,
+    peerId: row.peerId,
+    serviceId: row.serviceId,
+    workflowId: row.workflowId,
+    from,
+    to,
+    reason,
+    message,
+  });
 }

@@ -123,6 +123,14 @@ export class SupervisedJob implements RunningJob {
       while (this.exit === null && !tree.isEmpty() && performance.now() < deadline) await delay(GRACE_POLL_MS);
       const clean = await tree.killAll(spareOnTerm);
       if (!clean) this.options.logger.error({ pid: this.pid }, 'job processes survived SIGKILL');
+      // A stop right after the start can come before the first process joined its cgroup (the
+      // cgroup was empty, so nothing above reached it): that process is killed itself, or it
+      // would join and run its full course.
+      if (this.exit === null) {
+        this.options.child.kill('SIGKILL');
+        await new Promise<void>((resolve) => (this.exit !== null ? resolve() : this.options.child.once('exit', () => resolve())));
+        await tree.killAll();
+      }
     })();
     return this.stopping;
   }

@@ -349,6 +349,17 @@ describe('jobs on remote peers', { timeout: 300_000, skip }, () => {
     const throttled = await outcome('throttled');
     const cpuSeconds = Number.parseFloat(throttled.logs.edges.map((e: { node: { text: string } }) => e.node.text).join(''));
     assert.ok(cpuSeconds < 0.6, `a 10 % quota gave ${cpuSeconds} s of CPU in 2 s`);
+    // A stream the service does not declare is not kept.
+    await executor.services.register(
+      shService('quiet', 'echo kept; echo dropped >&2', {
+        interfaces: { stdin: false, stdout: true, stderr: false, inputs: [], outputs: [] },
+      }),
+    );
+    const quiet = await outcome('quiet');
+    assert.deepEqual(
+      quiet.logs.edges.map((e: { node: { stream: string; text: string } }) => `${e.node.stream}:${e.node.text}`),
+      ['STDOUT:kept\n'],
+    );
     const offline = await outcome('offline');
     assert.deepEqual([offline.state, offline.reason], ['ERRORED', 'EXITED'], offline.message);
   });

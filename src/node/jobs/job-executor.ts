@@ -315,7 +315,10 @@ export class JobExecutor implements Component {
           env: JOB_ENV,
           limits: job.limits,
         },
-        (stream, chunk) => logs.add(stream, chunk),
+        // A stream the service does not declare is not kept (it still counts toward the output cap).
+        (stream, chunk) => {
+          if (job.service.interfaces[stream]) logs.add(stream, chunk);
+        },
       );
       const startedAt = Date.now();
       jobStore.update(id, 'executor', { state: 'RUNNING', startedAt });

@@ -27,6 +27,7 @@ import {
   ServiceNotAllowedError,
   UnknownServiceError,
   emitJobState,
+  newJobRow,
 } from './job.ts';
 import { JobListener } from './job-events.ts';
 import { jobLimits } from './job-limits.ts';
@@ -251,8 +252,7 @@ export class JobExecutor implements Component {
       throw new ExecutorBusyError(`this node runs ${config.jobs.max_concurrent_jobs} jobs at once already`);
     }
     if (jobStore.get(request.job_id, 'executor')) throw new JobAlreadyExistsError(`job ${request.job_id} exists already`);
-    const now = Date.now();
-    const row: JobRow = {
+    const row = newJobRow({
       id: request.job_id,
       role: 'executor',
       peerId: orderer,
@@ -260,20 +260,8 @@ export class JobExecutor implements Component {
       serviceName: service.name,
       parameters: JSON.stringify(request.parameters),
       state: 'READY',
-      reason: null,
-      message: null,
-      exitCode: null,
-      signal: null,
-      outputs: '[]',
-      stdoutBytes: 0,
-      stderrBytes: 0,
-      truncated: false,
-      logSeq: 0,
       workflowId: null,
-      createdAt: now,
-      startedAt: null,
-      finishedAt: null,
-    };
+    });
     jobStore.insert(row);
     let finish!: (state: JobState) => void;
     const over = new Promise<JobState>((resolve) => (finish = resolve));

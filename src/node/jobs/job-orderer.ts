@@ -22,6 +22,7 @@ import {
   isFinal,
   jobView,
   emitJobState,
+  newJobRow,
 } from './job.ts';
 import { newJobId } from './job-id.ts';
 import { readAll } from '../wire/raw-stream.ts';
@@ -134,7 +135,7 @@ export class JobOrderer implements Component {
     }
     const { jobStore } = this.options;
     const id = newJobId();
-    const row: JobRow = {
+    const row = newJobRow({
       id,
       role: 'orderer',
       peerId: request.peerId,
@@ -142,20 +143,8 @@ export class JobOrderer implements Component {
       serviceName: request.serviceId,
       parameters: JSON.stringify(request.parameters),
       state: 'IDLE',
-      reason: null,
-      message: null,
-      exitCode: null,
-      signal: null,
-      outputs: '[]',
-      stdoutBytes: 0,
-      stderrBytes: 0,
-      truncated: false,
-      logSeq: 0,
       workflowId: request.workflowId ?? null,
-      createdAt: Date.now(),
-      startedAt: null,
-      finishedAt: null,
-    };
+    });
     jobStore.insert(row);
     this.emitState(row, null, 'IDLE', null, null);
     const jobRequest: JobRequestMessage = {

@@ -142,3 +142,24 @@ export function emitJobState(
     message,
   });
 }
+
+/** A new job record: nothing happened to it yet but its creation. */
+export function newJobRow(
+  fields: Pick<JobRow, 'id' | 'role' | 'peerId' | 'serviceId' | 'serviceName' | 'parameters' | 'state' | 'workflowId'>,
+): JobRow {
+  return {
+    ...fields,
+    reason: null,
+    message: null,
+    exitCode: null,
+    signal: null,
+    outputs: '[]',
+    stdoutBytes: 0,
+    stderrBytes: 0,
+    truncated: false,
+    logSeq: 0,
+    createdAt: Date.now(),
+    startedAt: null,
+    finishedAt: null,
+  };
+}

@@ -57,8 +57,7 @@ export class BlobStore implements Component {
 
   /** Writes `source` and checks it is exactly `expected` (size and hash) before it gets its name. */
   async receive(source: Readable | AsyncIterable<Uint8Array>, expected: { sha256: string; size: number }): Promise<void> {
-    const got = await this.write(Readable.from(source), expected);
-    if (got.sha256 !== expected.sha256) throw new BlobVerificationError(`content hashes to ${got.sha256}, not ${expected.sha256}`);
+    await this.write(Readable.from(source), expected);
   }
 
   read(sha256: string): Readable {

